@@ -1,0 +1,160 @@
+"""Trainer callbacks that make a run readable: step timing, a one-line log per step, metrics.jsonl, samples.jsonl.
+
+All file writing happens on the world's main process only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+log = logging.getLogger(__name__)
+# Step lines go to the console through the progress bar and to the stage log through this logger only.
+STEP_LOG = logging.getLogger("r1pipeline.steps")
+STEP_LOG.propagate = False
+
+
+def _finite(v):
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+class StepTimer(TrainerCallback):
+    """Adds `step_time` (seconds per optimizer step, averaged since the previous log) to the logs."""
+
+    def __init__(self):
+        self._t0, self._times = None, []
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        if self._t0 is not None:
+            self._times.append(time.perf_counter() - self._t0)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs is not None and self._times and "train_runtime" not in logs:
+            logs["step_time"] = sum(self._times) / len(self._times)
+            self._times = []
+
+
+class JsonlMetrics(TrainerCallback):
+    """Appends every log dict (with its step) as one JSON line to `path`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if state.is_world_process_zero and logs:
+            row = {"step": state.global_step, **{k: _finite(v) for k, v in logs.items()}}
+            with self.path.open("a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+
+
+class SampleRecorder:
+    """Keeps the first `per_step` completions of each scored batch with every reward's score.
+
+    The configured rewards (wrapped in `SafeReward`) report to it as they score a batch; `SamplesJsonl` writes what it
+    holds at each log. This uses only TRL's public reward-function contract, not trainer internals."""
+
+    def __init__(self, per_step: int):
+        self.per_step = per_step
+        self.rows: list[dict] = []
+        self._key = None
+
+    def record(self, name: str, step: int, prompts, completions, scores) -> None:
+        key = (step, id(completions))
+        if key != self._key:  # a new batch: the first reward to see it opens the rows
+            self._key = key
+            prompts = prompts if prompts is not None else [None] * len(completions)
+            self.rows.extend({"step": step + 1, "prompt": _last_user_text(p), "completion": _text(c), "rewards": {}}
+                             for p, c in list(zip(prompts, completions))[: self.per_step])
+            self._open = self.rows[-min(self.per_step, len(completions)):] if completions else []
+        for row, score in zip(self._open, scores):
+            row["rewards"][name] = score
+
+    def drain(self) -> list[dict]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+class SamplesJsonl(TrainerCallback):
+    """Writes the recorder's scored samples to `samples.jsonl`: step, prompt, completion, each reward's score."""
+
+    def __init__(self, recorder: SampleRecorder, path: Path):
+        self.recorder, self.path = recorder, Path(path)
+
+    def _flush(self, state):
+        rows = self.recorder.drain()
+        if state.is_world_process_zero and rows:
+            with self.path.open("a") as f:
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
+
+    def on_log(self, args, state, control, **kw):
+        self._flush(state)
+
+    def on_train_end(self, args, state, control, **kw):
+        self._flush(state)
+
+
+def _text(messages) -> str:
+    if isinstance(messages, str):
+        return messages
+    return "".join(str(m.get("content", "")) for m in (messages if messages is not None else []))
+
+
+def _last_user_text(messages) -> str:
+    if isinstance(messages, str) or messages is None:
+        return messages or ""
+    users = [m for m in messages if m.get("role") == "user"]
+    prefill = messages[-1]["content"] if messages and messages[-1].get("role") == "assistant" else ""
+    return (users[-1]["content"] if users else "") + (f"\n[assistant prefill] {prefill}" if prefill else "")
+
+
+def format_step_line(logs: dict, step: int, max_steps: int) -> str:
+    """One readable line per logging step from TRL's GRPO/SFT log keys."""
+    parts = [f"step {step}/{max_steps}"]
+    if "reward" in logs:
+        parts.append(f"reward {logs['reward']:.3f}±{logs.get('reward_std', 0.0):.2f}")
+        per = [f"{k.split('/')[1]} {v:.2f}" for k, v in logs.items()
+               if k.startswith("rewards/") and k.endswith("/mean") and v is not None]
+        if per:
+            parts.append(" ".join(per))
+    if "loss" in logs:
+        parts.append(f"loss {logs['loss']:.4f}")
+    if "mean_token_accuracy" in logs:
+        parts.append(f"tok-acc {logs['mean_token_accuracy']:.3f}")
+    if "completions/mean_length" in logs:
+        parts.append(f"len {logs['completions/mean_length']:.0f}")
+    if "completions/clipped_ratio" in logs:
+        parts.append(f"clipped {100 * logs['completions/clipped_ratio']:.0f}%")
+    if "frac_reward_zero_std" in logs:
+        parts.append(f"no-signal groups {100 * logs['frac_reward_zero_std']:.0f}%")
+    if "step_time" in logs:
+        parts.append(f"{logs['step_time']:.1f} s/step")
+    return " | ".join(parts)
+
+
+class ReadableProgress(ProgressCallback):
+    """TRL/transformers' progress bar, but each log is one readable line instead of a raw dict dump."""
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if state.is_world_process_zero and logs and "train_runtime" not in logs:
+            line = format_step_line(logs, state.global_step, state.max_steps)
+            if self.training_bar is not None:
+                self.training_bar.write(line)
+            else:
+                log.info(line)
+            STEP_LOG.info(line)
+
+
+def install(trainer, callbacks) -> None:
+    """Swap the default dict-dumping progress printer for ours, then add ours in order (before any tracker)."""
+    trainer.remove_callback(ProgressCallback)
+    for cb in callbacks:
+        trainer.add_callback(cb)

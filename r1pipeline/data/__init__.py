@@ -1,0 +1,109 @@
+"""Datasets for every stage, built offline by default.
+
+`build_dataset(cfg.dataset)` returns a `DatasetDict` with `train` and `test` splits whose rows carry
+  - `prompt`: the conversation to continue (system, user, and the optional assistant prefill),
+  - `answer`: the reference answer as a string (what accuracy-style rewards compare against),
+  - the task's own columns (Countdown: `nums`, `target`; reasoning-gym: `task`, `metadata`).
+Sources: `reasoning_gym` (procedural, offline, reproducible by seed), `hub` (`datasets.load_dataset(path)`:
+a hub id, or a local directory/file in the same schema) and `local` (a JSON/JSONL/CSV/Parquet file).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import string
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from r1pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("reasoning_gym", "hub", "local")
+
+
+def template_fields(template: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+
+
+def make_prompt(row: dict, prompt_cfg) -> list[dict]:
+    """The R1-Zero conversation for one row: system prompt, user turn from the template, optional prefill."""
+    values = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
+    messages = []
+    if prompt_cfg.system:
+        messages.append({"role": "system", "content": prompt_cfg.system})
+    messages.append({"role": "user", "content": prompt_cfg.user_template.format(**values)})
+    if prompt_cfg.prefill:
+        messages.append({"role": "assistant", "content": prompt_cfg.prefill})
+    return messages
+
+
+def _reasoning_gym_rows(dcfg, size: int, seed: int) -> list[dict]:
+    import reasoning_gym
+
+    try:
+        data = reasoning_gym.create_dataset(dcfg.task, size=size, seed=seed, **dict(dcfg.params or {}))
+    except (TypeError, AssertionError, ValueError, KeyError) as exc:
+        raise ConfigError(f"dataset.task/params: reasoning-gym rejected {dcfg.task!r} with {dict(dcfg.params or {})}: {exc}") from exc
+    rows = []
+    for entry in data:
+        meta = entry["metadata"]
+        row = {"question": entry["question"], "answer": str(entry["answer"]), "task": dcfg.task,
+               "metadata": json.dumps(meta, default=str)}
+        if dcfg.task == "countdown":
+            row["nums"], row["target"] = [int(n) for n in meta["numbers"]], int(meta["target"])
+        rows.append(row)
+    return rows
+
+
+def _load_files(dcfg) -> Dataset:
+    from datasets import load_dataset
+
+    path = dcfg.path
+    if dcfg.source == "local":
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise ConfigError(f"dataset.path: {path} does not exist; point it at a .jsonl/.json/.csv/.parquet file")
+        kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(p.suffix)
+        if kind is None:
+            raise ConfigError(f"dataset.path: {path} has an unsupported suffix; use .jsonl, .json, .csv or .parquet")
+        return load_dataset(kind, data_files=str(p), split="train")
+    try:
+        return load_dataset(path, dcfg.get("subset"), split=dcfg.split)
+    except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
+        raise ConfigError(f"dataset.path: could not load {path!r} (split {dcfg.split!r}): {exc}. Offline? "
+                          f"Point dataset.path at a local copy in the same schema.") from exc
+
+
+def _rename(ds: Dataset, dcfg) -> Dataset:
+    mapping = dict(dcfg.get("columns") or {})  # ours: theirs
+    missing = [theirs for theirs in mapping.values() if theirs not in ds.column_names]
+    if missing:
+        raise ConfigError(f"dataset.columns: {dcfg.path} has no column(s) {missing} (it has {ds.column_names}); "
+                          f"fix dataset.columns (ours: theirs)")
+    return ds.rename_columns({theirs: ours for ours, theirs in mapping.items() if ours != theirs})
+
+
+def build_dataset(dcfg) -> DatasetDict:
+    if dcfg.source not in SOURCES:
+        raise ConfigError(f"dataset.source: {dcfg.source!r} is unknown; use one of {SOURCES}")
+    if dcfg.source == "reasoning_gym":
+        train = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.train_size, dcfg.seed))
+        test = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.test_size, dcfg.seed + 1_000_003))
+    else:
+        full = _rename(_load_files(dcfg), dcfg)
+        if "answer" in full.column_names and full.features["answer"].dtype != "string":
+            full = full.map(lambda r: {"answer": str(r["answer"])})
+        n_test = min(dcfg.test_size, max(1, len(full) // 5))
+        split = full.train_test_split(test_size=n_test, seed=dcfg.seed)
+        train, test = split["train"], split["test"]
+        if dcfg.train_size and dcfg.train_size < len(train):
+            train = train.select(range(dcfg.train_size))
+    needed = template_fields(dcfg.prompt.user_template)
+    missing = sorted(needed - set(train.column_names))
+    if missing:
+        raise ConfigError(f"dataset.prompt.user_template: uses column(s) {missing} that dataset {dcfg.name!r} lacks "
+                          f"(it has {train.column_names}); map them with dataset.columns or change the template")
+    out = DatasetDict({"train": train, "test": test})
+    return out.map(lambda row: {"prompt": make_prompt(row, dcfg.prompt)})

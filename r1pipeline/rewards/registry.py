@@ -1,0 +1,99 @@
+"""One registry of reward functions, built by name from `conf/reward/*.yaml`.
+
+A reward is a picklable callable class following TRL's contract:
+`reward(completions, prompts=..., **dataset_columns) -> list[float | None]`, one score per completion
+(`None` = skip this sample for this reward). Parameters are constructor keyword arguments and live next to the
+weight in the reward config:
+
+    countdown: {weight: 1.0}
+    cosine: {weight: 1.0, max_len: 1000}
+
+Classes declare `required_columns` (dataset columns they read) so a missing column is reported before any model loads.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from collections.abc import Mapping
+
+from r1pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+REWARDS: dict[str, type] = {}
+_MODULES = ("format", "countdown")  # modules whose import registers rewards
+
+
+def register(name: str):
+    """Class decorator: make a reward available as `name` in reward configs."""
+
+    def wrap(cls):
+        if name in REWARDS and REWARDS[name] is not cls:
+            raise ValueError(f"reward {name!r} registered twice ({REWARDS[name]} and {cls})")
+        cls.name = name
+        REWARDS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_all() -> None:
+    import importlib
+
+    for mod in _MODULES:
+        importlib.import_module(f"r1pipeline.rewards.{mod}")
+
+
+def reward_names() -> list[str]:
+    _load_all()
+    return sorted(REWARDS)
+
+
+def _params_of(cls) -> dict[str, inspect.Parameter]:
+    sig = inspect.signature(cls.__init__)
+    return {n: p for n, p in sig.parameters.items() if n != "self" and p.kind is p.KEYWORD_ONLY or
+            (n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)}
+
+
+def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None = None) -> None:
+    """Check names, weights and parameters of a reward mix (and, if given, the dataset columns it reads)."""
+    _load_all()
+    if not reward_cfg:
+        raise ConfigError(f"reward: the mix is empty; choose at least one of {reward_names()}")
+    for name, spec in reward_cfg.items():
+        if name not in REWARDS:
+            close = difflib.get_close_matches(name, REWARDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"reward.{name}: unknown reward{hint}; valid rewards: {', '.join(reward_names())}")
+        spec = dict(spec or {})
+        weight = spec.pop("weight", 1.0)
+        if not isinstance(weight, (int, float)):
+            raise ConfigError(f"reward.{name}.weight: must be a number, got {weight!r}")
+        params = _params_of(REWARDS[name])
+        for key in spec:
+            if key not in params:
+                raise ConfigError(
+                    f"reward.{name}.{key}: unknown parameter; {name} takes: weight"
+                    + "".join(f", {p}" for p in params)
+                )
+        if dataset_columns is not None:
+            missing = [c for c in getattr(REWARDS[name], "required_columns", ()) if c not in dataset_columns]
+            if missing:
+                raise ConfigError(
+                    f"reward.{name}: needs dataset column(s) {missing}, which dataset has not "
+                    f"(it has {sorted(dataset_columns)}); pick a dataset that provides them or drop this reward"
+                )
+
+
+def build_rewards(reward_cfg: Mapping, recorder=None):
+    """Instantiate a validated mix. Returns (list of safe reward callables, list of weights)."""
+    from r1pipeline.rewards.safety import SafeReward
+
+    validate_reward_config(reward_cfg)
+    funcs, weights = [], []
+    for name, spec in reward_cfg.items():
+        spec = dict(spec or {})
+        weights.append(float(spec.pop("weight", 1.0)))
+        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder))
+    return funcs, weights

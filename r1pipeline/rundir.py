@@ -1,0 +1,69 @@
+"""Run directories and the hand-off between stages.
+
+A run directory holds one subdirectory per stage (`<run>/<stage>/`), each with a `manifest.json` saying what it
+read, its config, its final metrics and where its model/dataset is. A later stage names its input
+(`init_from: sft1`) and `resolve_stage_output` turns that into a path or says which stage to run first.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from r1pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+def stage_dir(cfg, name: str | None = None) -> Path:
+    if not cfg.run.dir:
+        raise ConfigError("run.dir: not set; run through `python -m r1pipeline` or set run.dir=<directory>")
+    return Path(cfg.run.dir) / (name or cfg.stage.name)
+
+
+def prepare_stage_dir(cfg) -> Path:
+    """Create this stage's directory; refuse a non-empty one unless resuming (never mix two runs' files)."""
+    d = stage_dir(cfg)
+    if d.exists() and any(d.iterdir()) and not cfg.run.resume:
+        raise ConfigError(f"run.dir: {d} is not empty; pass run.resume=true to continue it, or pick a new run.dir")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def read_manifest(d: Path) -> dict | None:
+    p = Path(d) / MANIFEST
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_manifest(d: Path, cfg, status: str, **fields) -> dict:
+    manifest = {"stage": cfg.stage.name, "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "config": OmegaConf.to_container(cfg, resolve=True), **fields}
+    (Path(d) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def resolve_stage_output(cfg, stage: str, key: str = "model") -> Path:
+    """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run."""
+    d = stage_dir(cfg, stage)
+    manifest = read_manifest(d)
+    if manifest is None or manifest.get("status") != "complete":
+        raise ConfigError(f"stage.init_from/data_from: stage {stage!r} has no complete output in {d}; "
+                          f"run stage {stage} first (python -m r1pipeline stage={stage} run.dir={cfg.run.dir})")
+    if key not in manifest.get("outputs", {}):
+        raise ConfigError(f"stage {stage!r} in {d} produced no {key}; it cannot be used as this input")
+    return Path(manifest["outputs"][key])
+
+
+def last_checkpoint(d: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpts = Path(d) / "checkpoints"
+    return get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+
+
+def write_json(path: Path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, default=str))

@@ -1,0 +1,54 @@
+"""Shared fixtures. Everything runs offline: the hub is never reachable here, and tests must not try."""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("SWANLAB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# Overrides that shrink any GRPO run to seconds on 2 CPU cores with the tiny random model.
+TINY = [
+    "model=tiny_random",
+    "dataset.train_size=32",
+    "dataset.test_size=8",
+    "stage.trainer.max_steps=2",
+    "stage.trainer.per_device_train_batch_size=4",
+    "stage.trainer.num_generations=4",
+    "stage.trainer.max_completion_length=12",
+    "stage.trainer.save_steps=1",
+]
+
+
+def compose_cfg(overrides=(), run_dir=None):
+    """Compose the project's config exactly as the CLI does, optionally setting run.dir."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    if run_dir is not None:
+        with open_dict(cfg):
+            cfg.run.dir = str(run_dir)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir():
+    """The embedded SmolLM2 checkpoint, materialized once per machine (~30 s the first time)."""
+    from r1pipeline.models import materialize_embedded
+
+    return materialize_embedded("SmolLM2-135M-Instruct")
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, embedded_model_dir):
+    """A composed r1_zero config on the tiny random model, with its own run directory."""
+    return lambda *extra: compose_cfg([*TINY, *extra], run_dir=tmp_path / "run")
