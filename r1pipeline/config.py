@@ -69,4 +69,4 @@ def validate(cfg) -> None:
         check_model_path(cfg.model.path)
     if cfg.stage.name in GRPO_STAGES:
         check_grpo(cfg)
-        validate_reward_config(cfg.reward)
+        validate_reward_config(cfg.stage.get("rewards") or cfg.reward)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from r1pipeline import callbacks as cb
 from r1pipeline.data import build_dataset
-from r1pipeline.models import load_model, load_tokenizer
+from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.plots import plot_metrics, read_metrics
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rundir import last_checkpoint
@@ -53,10 +53,15 @@ def summarize(metrics_path: Path) -> dict:
     return out
 
 
+def reward_cfg(cfg):
+    """The stage's own reward mix (`stage.rewards`, e.g. reasoning RL in a pipeline) or else the `reward` group."""
+    return cfg.stage.get("rewards") or cfg.reward
+
+
 def prepare_data(cfg):
     """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model)."""
     data = build_dataset(cfg.dataset)
-    validate_reward_config(cfg.reward, set(data["train"].column_names))
+    validate_reward_config(reward_cfg(cfg), set(data["train"].column_names))
     return data
 
 
@@ -64,16 +69,17 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`."""
     t0 = time.time()
     recorder = cb.SampleRecorder(cfg.run.samples_per_log)
-    funcs, weights = build_rewards(cfg.reward, recorder=recorder)
+    funcs, weights = build_rewards(reward_cfg(cfg), recorder=recorder)
     tok = load_tokenizer(model_path)
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
     log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s", cfg.stage.name, model_path,
-             model.num_parameters() / 1e6, len(data["train"]), dict(zip(cfg.reward, weights)))
+             model.num_parameters() / 1e6, len(data["train"]), dict(zip(reward_cfg(cfg), weights)))
 
     from trl import GRPOTrainer
 
     trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=funcs,
-                          args=grpo_args(cfg, out, weights), train_dataset=data["train"])
+                          args=grpo_args(cfg, out, weights), train_dataset=data["train"],
+                          peft_config=peft_config(cfg.model))
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])

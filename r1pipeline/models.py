@@ -137,3 +137,15 @@ def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
         torch.manual_seed(0)
         return AutoModelForCausalLM.from_config(config, **kwargs)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def peft_config(model_cfg):
+    """A peft LoraConfig when `model.lora.enabled`, else None (full fine-tuning). TRL trainers take it as is."""
+    lora = model_cfg.get("lora")
+    if not lora or not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                      task_type="CAUSAL_LM")
