@@ -61,8 +61,7 @@ def resolve_stage_output(cfg, stage: str, key: str = "model") -> Path:
 def last_checkpoint(d: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    ckpts = Path(d) / "checkpoints"
-    return get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+    return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
 
 
 def write_json(path: Path, obj) -> None:
