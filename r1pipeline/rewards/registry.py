@@ -8,7 +8,8 @@ weight in the reward config:
     countdown: {weight: 1.0}
     cosine: {weight: 1.0, max_len: 1000}
 
-Classes declare `required_columns` (dataset columns they read) so a missing column is reported before any model loads.
+Classes declare `required_columns` (dataset columns they read) so a missing column is reported before any model loads;
+an entry that names a constructor parameter (e.g. accuracy's `reference_column`) stands for that parameter's value.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
-_MODULES = ("format", "countdown")  # modules whose import registers rewards
+_MODULES = ("format", "countdown", "accuracy", "language")  # modules whose import registers rewards
 
 
 def register(name: str):
@@ -56,6 +57,17 @@ def _params_of(cls) -> dict[str, inspect.Parameter]:
             (n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)}
 
 
+def required_columns(cls, spec: Mapping) -> list[str]:
+    """The dataset columns a reward configured with `spec` reads."""
+    params = _params_of(cls)
+    out = []
+    for col in getattr(cls, "required_columns", ()):
+        if col in params:
+            col = spec.get(col, params[col].default)
+        out.append(str(col))
+    return out
+
+
 def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None = None) -> None:
     """Check names, weights and parameters of a reward mix (and, if given, the dataset columns it reads)."""
     _load_all()
@@ -78,7 +90,7 @@ def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None
                     + "".join(f", {p}" for p in params)
                 )
         if dataset_columns is not None:
-            missing = [c for c in getattr(REWARDS[name], "required_columns", ()) if c not in dataset_columns]
+            missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
             if missing:
                 raise ConfigError(
                     f"reward.{name}: needs dataset column(s) {missing}, which dataset has not "

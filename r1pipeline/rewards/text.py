@@ -29,6 +29,18 @@ def responses(completions, prompts=None) -> list[str]:
     return [prefill_text(p) + completion_text(c) for p, c in zip(prompts, completions)]
 
 
+def structured_responses(completions, prompts=None) -> list[str]:
+    """Responses from the `<think>` on: a prefill's preamble ("Let me solve this step by step.\n<think>") was
+    written by us, not the model, so structure checks start at the prefill's `<think>`."""
+    prompts = prompts if prompts is not None else [None] * len(completions)
+    out = []
+    for p, c in zip(prompts, completions):
+        prefill = prefill_text(p)
+        start = prefill.find("<think>")
+        out.append(prefill[max(start, 0):] + completion_text(c))
+    return out
+
+
 def extract_answer(text: str) -> str | None:
     """Content of the last `<answer>...</answer>` block, stripped; None when there is none."""
     found = ANSWER_RE.findall(text)
