@@ -150,3 +150,167 @@ def test_language_consistency(prompt, completion, params, expected):
 def test_language_consistency_rejects_an_unknown_language():
     with pytest.raises(ValueError, match="unknown language or script 'klingon'"):
         REWARDS["language_consistency"](language="klingon")
+
+
+# ------------------------------------------------------------------------------------------------ structure
+
+FORMAT_CASES = [
+    # (completion after the "...\n<think>" prefill, format, tag_count)
+    # the intended shape
+    (" 3+5=8, 8*2=16</think>\n<answer>(3 + 5) * 2</answer>", 1.0, 1.0),
+    # trailing whitespace is fine
+    (" add</think> <answer>16</answer>\n\n", 1.0, 1.0),
+    # text after the answer block
+    (" add</think><answer>16</answer> Hope this helps!", 0.0, 1.0),
+    # no answer block
+    (" add then multiply</think> The answer is 16.", 0.0, 0.5),
+    # answer but the think block never closed (closing tag missing)
+    (" add <answer>16</answer>", 0.0, 0.75),
+    # empty think block
+    ("</think><answer>16</answer>", 0.0, 1.0),
+    # repeated blocks earn nothing extra: two think/answer pairs
+    (" a</think><answer>1</answer><think>b</think><answer>16</answer>", 0.0, 0.0),
+    # a second think block nested inside the first
+    (" a <think> b </think></think><answer>16</answer>", 0.0, 0.5),
+    # tags out of order: answer before think closes
+    (" a <answer>16</answer></think>", 0.0, 0.5),
+    # hacked: the completion opens its own think block after the prefill (two <think>)
+    ("<think> a</think><answer>16</answer>", 0.0, 0.75),
+]
+
+
+@pytest.mark.parametrize("completion,expected_format,expected_tags", FORMAT_CASES)
+def test_format_and_tag_count(completion, expected_format, expected_tags):
+    assert score("format", [completion]) == [expected_format]
+    assert score("tag_count", [completion]) == [expected_tags]
+
+
+def test_format_without_prefill_needs_the_think_tag_first():
+    plain = [{"role": "user", "content": "2+2?"}]
+    assert score("format", ["<think>2+2=4</think><answer>4</answer>", "Sure! <think>x</think><answer>4</answer>"],
+                 prompt=plain) == [1.0, 0.0]
+
+
+STEPS_CASES = [
+    # (completion, expected) with min_steps 3
+    # explicit "Step n:" markers
+    (" Step 1: add 3 and 5. Step 2: multiply by 2. Step 3: check.</think>", 1.0),
+    # numbered lines
+    ("\n1. add\n2. multiply\n</think>", 2 / 3),
+    # bullets and sequencing words
+    ("\n- add\n* multiply\nFinally, check.</think>", 1.0),
+    # sequencing word without its comma, and a number mid-line: not steps
+    (" First we add 3. then 2. done</think>", 0.0),
+    # no structure at all
+    (" 3+5=8</think><answer>8</answer>", 0.0),
+    # more than min_steps is capped at 1
+    (" Step 1: a Step 2: b Step 3: c Step 4: d</think>", 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,expected", STEPS_CASES)
+def test_reasoning_steps(completion, expected):
+    assert score("reasoning_steps", [completion]) == [pytest.approx(expected)]
+
+
+REPETITION_CASES = [
+    # (completion, params, expected)
+    # no repeated trigram
+    ("add three and five then multiply by two", {}, 0.0),
+    # "a b c a b c": 4 trigrams, 3 distinct
+    ("a b c a b c", {}, -0.25),
+    # the same word 12 times: 10 trigrams, 1 distinct, scaled by max_penalty -0.5
+    ("so " * 12, {"max_penalty": -0.5}, -0.45),
+    # case-insensitive: "Wait wait wait" repeats
+    ("Wait wait WAIT wait", {"ngram_size": 2}, pytest.approx(-2 / 3)),
+    # shorter than n: no penalty
+    ("ok", {}, 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,params,expected", REPETITION_CASES)
+def test_repetition_penalty(completion, params, expected):
+    assert score("repetition_penalty", [completion], params) == [expected]
+
+
+def test_repetition_penalty_must_be_a_penalty():
+    with pytest.raises(ValueError, match="max_penalty: must be <= 0"):
+        REWARDS["repetition_penalty"](max_penalty=0.5)
+
+
+@pytest.mark.parametrize("length,expected", [
+    (0, 0.0),  # empty completion: no punishment
+    (80, 0.0),  # at the start of the buffer (L_max - L_cache)
+    (90, -0.5),  # halfway through the buffer
+    (100, -1.0),  # exactly L_max
+    (130, -1.0),  # beyond L_max (untruncated generations)
+])
+def test_overlong(length, expected):
+    assert score("overlong", ["x"], {"max_completion_length": 100, "buffer_length": 20},
+                 completion_ids=[[7] * length]) == [expected]
+
+
+def test_overlong_without_token_ids_skips():
+    assert score("overlong", ["x", "y"]) == [None, None]
+
+
+# ------------------------------------------------------------------------------------------------ task verifiers
+
+COUNTDOWN_CASES = [
+    # (completion, expected) for nums [3, 5, 2], target 16
+    # correct
+    (" 3+5=8, 8*2=16</think><answer>(3 + 5) * 2</answer>", 1.0),
+    # correct with a trailing "= 16"
+    ("</think><answer>(5 + 3) * 2 = 16</answer>", 1.0),
+    # wrong value
+    ("</think><answer>3 * 5 + 2</answer>", 0.0),
+    # hacked: right value, but a number used twice / one missing
+    ("</think><answer>8 * 2</answer>", 0.0),
+    # hacked: code instead of arithmetic
+    ("</think><answer>__import__('os').system('ls')</answer>", 0.0),
+    # hacked: power tower (** is not allowed)
+    ("</think><answer>3 ** 5 ** 2</answer>", 0.0),
+    # division by zero
+    ("</think><answer>3 * 5 / (2 - 2)</answer>", 0.0),
+    # too long: 5,000 digits (int() itself would refuse it)
+    ("</think><answer>" + "9" * 5000 + "</answer>", 0.0),
+    # 90 nested parentheses: they add no syntax-tree nodes, stay within the length bound, and still evaluate
+    ("</think><answer>" + "(" * 90 + "3 + 5" + ")" * 90 + " * 2</answer>", 1.0),
+    # too many nodes: unary minus 100 times
+    ("</think><answer>" + "-" * 100 + "16 + 3 + 5 + 2</answer>", 0.0),
+    # no answer block
+    (" (3 + 5) * 2", 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,expected", COUNTDOWN_CASES)
+def test_countdown(completion, expected):
+    assert score("countdown", [completion], nums=[[3, 5, 2]], target=[16]) == [expected]
+
+
+def _gym_rows(task: str, n: int, **params):
+    import reasoning_gym
+
+    data = reasoning_gym.create_dataset(task, size=n, seed=1, **params)
+    return [{"question": e["question"], "answer": str(e["answer"]), "task": task,
+             "metadata": json.dumps(e["metadata"], default=str)} for e in data]
+
+
+def test_reasoning_gym_uses_the_tasks_own_verifier():
+    row = _gym_rows("basic_arithmetic", 1)[0]
+    cols = {k: [row[k]] * 4 for k in ("task", "answer", "metadata", "question")}
+    completions = [f"</think><answer>{row['answer']}</answer>",  # correct
+                   "</think><answer>123456789</answer>",  # wrong
+                   f" the answer is {row['answer']}</think>",  # no answer block
+                   "</think><answer></answer>"]  # empty answer
+    assert score("reasoning_gym", completions, **cols) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_reasoning_gym_countdown_partial_credit():
+    # Countdown's verifier gives 0.05 for a well-formed wrong equation, 0.01 for garbage, 1.0 when right
+    row = {"task": "countdown", "answer": "3 * 5 + 1", "question": "",
+           "metadata": json.dumps({"numbers": [3, 5, 1], "target": 16})}
+    cols = {k: [v] * 3 for k, v in row.items()}
+    got = score("reasoning_gym", ["</think><answer>3 * 5 + 1</answer>", "</think><answer>3 + 5 + 1</answer>",
+                                  "</think><answer>sixteen</answer>"], **cols)
+    assert got == [1.0, 0.05, 0.01]

@@ -23,7 +23,7 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
-_MODULES = ("format", "countdown", "accuracy", "language")  # modules whose import registers rewards
+_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier")  # modules whose import registers rewards
 
 
 def register(name: str):
@@ -89,6 +89,10 @@ def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None
                     f"reward.{name}.{key}: unknown parameter; {name} takes: weight"
                     + "".join(f", {p}" for p in params)
                 )
+        try:  # values: constructors check their own ranges (cheap; nothing heavy starts here)
+            REWARDS[name](**spec)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"reward.{name}: {exc}") from exc
         if dataset_columns is not None:
             missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
             if missing:
@@ -104,8 +108,8 @@ def build_rewards(reward_cfg: Mapping, recorder=None):
 
     validate_reward_config(reward_cfg)
     funcs, weights = [], []
-    for name, spec in reward_cfg.items():
+    for i, (name, spec) in enumerate(reward_cfg.items()):
         spec = dict(spec or {})
         weights.append(float(spec.pop("weight", 1.0)))
-        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder))
+        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder, report_format=i == 0))
     return funcs, weights
