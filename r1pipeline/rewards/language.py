@@ -17,7 +17,7 @@ from __future__ import annotations
 import regex
 
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import THINK_RE, completion_text, responses
+from r1pipeline.rewards.text import completion_text, responses, think_block
 
 UNSPACED = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar")
 SPACED = ("Latin", "Cyrillic", "Greek", "Arabic", "Hebrew", "Hangul", "Devanagari", "Bengali", "Tamil", "Telugu",
@@ -27,7 +27,9 @@ _WORD = regex.compile("|".join(
     + [rf"(?P<{s}>\p{{{s}}}[\p{{{s}}}\p{{M}}]*)" for s in SPACED]
     + [r"(?P<Other>\p{L})"]
 ))
-_NOT_PROSE = regex.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+|</?[A-Za-z_]{1,20}>", regex.S)
+# Math spans are bounded (1,000 characters) so that many unclosed `\(` cost linear, not quadratic, time.
+_NOT_PROSE = regex.compile(r"\$\$.{0,1000}?\$\$|\$[^$\n]{0,1000}\$|\\\(.{0,1000}?\\\)|\\\[.{0,1000}?\\\]|\\[A-Za-z]+"
+                           r"|</?[A-Za-z_]{1,20}>", regex.S)
 
 JAPANESE = frozenset({"Han", "Hiragana", "Katakana"})
 LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
@@ -76,9 +78,9 @@ def detect_scripts(text: str) -> frozenset[str] | None:
 
 def chain_of_thought(text: str) -> str:
     """The first think block; when it was never closed (truncated), everything after `<think>`."""
-    m = THINK_RE.search(text)
-    if m:
-        return m.group(1)
+    block = think_block(text)
+    if block is not None:
+        return block
     return text.split("<think>", 1)[1] if "<think>" in text and "</think>" not in text else ""
 
 
