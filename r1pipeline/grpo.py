@@ -88,8 +88,10 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
         log.info("resuming from %s", resume)
     try:
         trainer.train(resume_from_checkpoint=resume)
-    finally:
-        finish_tracking(cfg)
+    except BaseException as exc:
+        finish_tracking(cfg, error=exc)
+        raise
+    finish_tracking(cfg)
     model_dir = out / "model"
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a launched stage (RANK comes from `accelerate launch`); a single process is always rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def stage_dir(cfg, name: str | None = None) -> Path:
     if not cfg.run.dir:
         raise ConfigError("run.dir: not set; run through `python -m r1pipeline` or set run.dir=<directory>")
@@ -28,6 +34,8 @@ def stage_dir(cfg, name: str | None = None) -> Path:
 def prepare_stage_dir(cfg) -> Path:
     """Create this stage's directory; refuse a non-empty one unless resuming (never mix two runs' files)."""
     d = stage_dir(cfg)
+    if not is_main_process():  # the launcher made it before any rank started; rank 0 may already be writing
+        return d
     if d.exists() and any(d.iterdir()) and not cfg.run.resume:
         raise ConfigError(f"run.dir: {d} is not empty; pass run.resume=true to continue it, or pick a new run.dir")
     d.mkdir(parents=True, exist_ok=True)
@@ -40,6 +48,8 @@ def read_manifest(d: Path) -> dict | None:
 
 
 def write_manifest(d: Path, cfg, status: str, **fields) -> dict:
+    if not is_main_process():
+        return {}
     manifest = {"stage": cfg.stage.name, "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "config": OmegaConf.to_container(cfg, resolve=True), **fields}
     (Path(d) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
@@ -66,4 +76,6 @@ def last_checkpoint(d: Path) -> str | None:
 
 
 def write_json(path: Path, obj) -> None:
+    if not is_main_process():
+        return
     Path(path).write_text(json.dumps(obj, indent=2, default=str))
