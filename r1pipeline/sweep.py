@@ -63,7 +63,7 @@ def job_row(job_dir: Path) -> dict:
     def last(key):
         return metrics.get(key, {}).get("last")
 
-    row = {"job": job_dir.name.split("_", 1)[0], "overrides": " ".join(job.get("overrides", [])),
+    row = {"job": job_dir.name.split("_", 1)[0], "overrides": list(job.get("overrides", [])),
            "status": job.get("status", "unknown (no job.json: killed?)"), "reward": last("reward"),
            "format_compliance": last("rewards/format/mean"), "eval_score": _eval_score(summary),
            "steps": summary.get("steps"), "wall_s": summary.get("wall_s"), "error": job.get("error") or ""}
@@ -78,10 +78,14 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda d: int(d.name.split("_", 1)[0]) if d.name.split("_", 1)[0].isdigit() else 1 << 30)
 
 
-def collect(sweep_dir: Path) -> tuple[list[str], list[dict]]:
+def collect(sweep_dir: Path) -> tuple[list[str], list[dict], list[str]]:
+    """Columns, one row per job, and the overrides common to every job (left out of each row's `overrides`)."""
     rows = [job_row(d) for d in _job_dirs(sweep_dir)]
+    common = [o for o in rows[0]["overrides"] if all(o in r["overrides"] for r in rows)] if len(rows) > 1 else []
+    for r in rows:
+        r["overrides"] = " ".join(o for o in r["overrides"] if o not in common)
     per_reward = sorted({k for r in rows for k in r if k.startswith("reward/")})
-    return FIXED_COLUMNS + per_reward + TAIL_COLUMNS, rows
+    return FIXED_COLUMNS + per_reward + TAIL_COLUMNS, rows, common
 
 
 def _cell(value) -> str:
@@ -100,8 +104,10 @@ def markdown_table(columns: list[str], rows: list[dict]) -> str:
 
 def write_summary(sweep_dir: Path) -> tuple[str, list[dict]]:
     """Write summary.md and summary.csv into the sweep directory; return the markdown and the rows."""
-    columns, rows = collect(sweep_dir)
+    columns, rows, common = collect(sweep_dir)
     md = markdown_table(columns, rows)
+    if common:
+        md = f"Common to all jobs: {' '.join(common)}\n\n{md}"
     (Path(sweep_dir) / "summary.md").write_text(md)
     with (Path(sweep_dir) / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
