@@ -11,9 +11,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.sweep import register_resolvers, write_job_status
 
 log = logging.getLogger("r1pipeline")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+register_resolvers()  # before Hydra composes: hydra.sweep.subdir uses them (also in launcher processes importing us)
 
 
 def _only_hydra_files(d: Path) -> bool:
@@ -31,7 +33,6 @@ def _dispatch(cfg: DictConfig) -> dict:
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
     from r1pipeline.launcher import LaunchError
-    from r1pipeline.sweep import write_job_status
 
     hydra_dir = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.run.dir:

@@ -23,6 +23,20 @@ FIXED_COLUMNS = ["job", "overrides", "status", "reward", "format_compliance"]
 TAIL_COLUMNS = ["eval_score", "steps", "wall_s", "error"]
 
 
+def short_dirname(override_dirname: str, limit: int = 120) -> str:
+    """Hydra's `override_dirname`, cut to `limit` characters: file names stop at 255 bytes, and the job number in
+    front keeps cut names unique. The full overrides are in each job's job.json and the summary table."""
+    return override_dirname if len(override_dirname) <= limit else override_dirname[:limit] + "..."
+
+
+def register_resolvers() -> None:
+    """`${r1.short_dirname:...}`, used by hydra.sweep.subdir in conf/config.yaml."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("r1.short_dirname"):
+        OmegaConf.register_new_resolver("r1.short_dirname", short_dirname)
+
+
 def write_job_status(job_dir: Path, cfg, status: str, error: str | None = None) -> None:
     """Called by the CLI at the end of each multirun job, whether it finished or failed."""
     from hydra.core.hydra_config import HydraConfig
