@@ -34,12 +34,23 @@ def stage_dir(cfg, name: str | None = None) -> Path:
 def prepare_stage_dir(cfg) -> Path:
     """Create this stage's directory; refuse a non-empty one unless resuming (never mix two runs' files)."""
     d = stage_dir(cfg)
-    if not is_main_process():  # the launcher made it before any rank started; rank 0 may already be writing
+    if not is_main_process():
+        _wait_for_main_process(d)
         return d
     if d.exists() and any(d.iterdir()) and not cfg.run.resume:
         raise ConfigError(f"run.dir: {d} is not empty; pass run.resume=true to continue it, or pick a new run.dir")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _wait_for_main_process(d: Path, timeout_s: float = 900.0) -> None:
+    """Other ranks of a launched stage go on once rank 0 has claimed the stage directory (its manifest exists), so
+    nothing they write can make rank 0's emptiness check fail. If rank 0 fails first, the launcher stops them."""
+    deadline = time.monotonic() + timeout_s
+    while not (d / MANIFEST).is_file():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rank {os.environ.get('RANK')}: rank 0 did not claim {d} within {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def read_manifest(d: Path) -> dict | None:
