@@ -93,7 +93,10 @@ def build_plan(cfg, run_dir: Path) -> LaunchPlan:
     if hw.num_processes % num_machines:
         raise ConfigError(f"hardware.num_processes: {hw.num_processes} processes do not split evenly over "
                           f"hardware.num_machines={num_machines}; use a multiple of {num_machines}")
-    config_file = accelerate_config_path(hw) if hw.accelerate_config else REPO_ROOT / "launch/accelerate/cpu.yaml"
+    if hw.accelerate_config:
+        config_file = accelerate_config_path(hw)
+    else:  # several processes without a file: plain data parallelism
+        config_file = REPO_ROOT / "launch/accelerate" / ("cpu.yaml" if hw.use_cpu else "ddp.yaml")
     accelerate = yaml.safe_load(config_file.read_text())
     mixed = "bf16" if hw.bf16 else "no"
     accelerate.update(num_processes=hw.num_processes, num_machines=num_machines, mixed_precision=mixed,

@@ -79,6 +79,13 @@ def test_cpu_ranks_use_the_torchrun_launcher(tmp_path):
     assert _arg(plan.argv, "--mixed_precision") == "no"
 
 
+def test_several_gpu_processes_without_a_config_file_use_ddp(tmp_path):
+    plan = build_plan(compose_cfg(["hardware=1xgpu", "hardware.num_processes=4"]), tmp_path)
+    assert plan.config_file.name == "ddp.yaml" and plan.accelerate["distributed_type"] == "MULTI_GPU"
+    assert (_arg(plan.argv, "--num_processes"), _arg(plan.argv, "--mixed_precision")) == ("4", "bf16")
+    assert "--multi_gpu" in plan.argv and "--cpu" not in plan.argv and plan.accelerate["use_cpu"] is False
+
+
 def test_uneven_multi_node_split_and_missing_deepspeed_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"hardware.num_processes: 15 processes do not split evenly"):
         build_plan(compose_cfg(["hardware=2x8xh100", "hardware.num_processes=15"]), tmp_path)
