@@ -24,25 +24,28 @@ log = logging.getLogger(__name__)
 
 
 class GuardedCallback(TrainerCallback):
-    """Forwards every event to a tracker callback; an exception is logged once and the tracker switched off."""
+    """Forwards every event to a tracker's callbacks; one that raises is logged once and switched off.
 
-    def __init__(self, inner: TrainerCallback, name: str):
-        self.inner, self.name, self.broken = inner, name, False
+    One instance per tracker (transformers warns when two callbacks of one class are added)."""
+
+    def __init__(self, inners: list[TrainerCallback], name: str):
+        self.inners, self.name, self.broken = list(inners), name, set()
 
     def __getattribute__(self, attr):
         if attr.startswith("on_"):
-            inner_method = getattr(object.__getattribute__(self, "inner"), attr, None)
+            inners = object.__getattribute__(self, "inners")
 
             def call(*args, **kwargs):
-                if self.broken or inner_method is None:
-                    return None
-                try:
-                    return inner_method(*args, **kwargs)
-                except Exception as exc:  # noqa: BLE001 - a tracker must never stop training
-                    self.broken = True
-                    log.warning("tracker %s failed (%s: %s); training continues without it", self.name,
-                                type(exc).__name__, exc)
-                    return None
+                for i, inner in enumerate(inners):
+                    method = getattr(inner, attr, None)
+                    if i in self.broken or method is None:
+                        continue
+                    try:
+                        method(*args, **kwargs)
+                    except Exception as exc:  # noqa: BLE001 - a tracker must never stop training
+                        self.broken.add(i)
+                        log.warning("tracker %s failed (%s: %s); training continues without it", self.name,
+                                    type(exc).__name__, exc)
 
             return call
         return object.__getattribute__(self, attr)
@@ -86,7 +89,7 @@ def tracking_callbacks(cfg, stage_dir: Path, is_main: bool = True) -> list[Train
         log.warning("tracker %s could not start (%s: %s); training continues without it", backend,
                     type(exc).__name__, exc)
         return []
-    return [GuardedCallback(cb, backend) for cb in callbacks]
+    return [GuardedCallback(callbacks, backend)]
 
 
 def swanlab_mode(cfg) -> str:

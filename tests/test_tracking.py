@@ -39,7 +39,8 @@ def test_swanlab_without_network_logs_offline(tmp_path, no_network, caplog, mode
     with caplog.at_level(logging.WARNING, logger="r1pipeline.tracking"):
         callbacks = tracking_callbacks(cfg, tmp_path, is_main=True)
     try:
-        assert [type(c.inner).__name__ for c in callbacks] == ["SwanLabCallback", "SampleText"]
+        (guarded,) = callbacks
+        assert [type(c).__name__ for c in guarded.inners] == ["SwanLabCallback", "SampleText"]
         fallback = [r.getMessage() for r in caplog.records if "falling back" in r.getMessage() or "logging offline" in r.getMessage()]
         assert bool(fallback) == (mode == "cloud"), caplog.text
     finally:
@@ -75,12 +76,18 @@ def test_a_failing_tracker_callback_is_switched_off_not_raised(caplog):
             Exploding.calls += 1
             raise ConnectionError("network gone")
 
-    guarded = GuardedCallback(Exploding(), "swanlab")
+    sent = []
+
+    class Fine(TrainerCallback):
+        def on_log(self, *args, logs=None, **kwargs):
+            sent.append(logs)
+
+    guarded = GuardedCallback([Exploding(), Fine()], "swanlab")
     args, state, control = TrainingArguments(output_dir="/tmp/unused", report_to="none"), _state(), TrainerControl()
     with caplog.at_level(logging.WARNING, logger="r1pipeline.tracking"):
         assert guarded.on_log(args, state, control, logs={"reward": 1.0}) is None
         assert guarded.on_log(args, state, control, logs={"reward": 1.0}) is None
-    assert Exploding.calls == 1 and guarded.broken
+    assert Exploding.calls == 1 and guarded.broken == {0} and len(sent) == 2  # the other callback goes on
     assert "tracker swanlab failed (ConnectionError: network gone); training continues without it" in caplog.text
 
 
@@ -103,9 +110,10 @@ def test_sample_text_sends_each_new_sample_once(tmp_path):
 
 def test_tensorboard_writes_config_metrics_and_samples(tmp_path):
     cfg = compose_cfg([*TINY, "tracking=tensorboard"], run_dir=tmp_path)
-    callbacks = tracking_callbacks(cfg, tmp_path)
-    assert [type(c.inner).__name__ for c in callbacks] == ["TensorBoardCallback", "SampleText"]
+    (guarded,) = tracking_callbacks(cfg, tmp_path)
+    board, samples = guarded.inners
+    assert (type(board).__name__, type(samples).__name__) == ("TensorBoardCallback", "SampleText")
     (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "prompt": "p", "completion": "c", "rewards": {}}) + "\n")
-    callbacks[1].on_log(None, _state(1), None)
-    callbacks[0].inner.tb_writer.close()
+    samples.on_log(None, _state(1), None)
+    board.tb_writer.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
