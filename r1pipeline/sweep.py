@@ -143,6 +143,6 @@ class SweepSummary(Callback):
         sys.stdout.flush()
         failed = [r["job"] for r in rows if r["status"] != "complete"]
         if failed:
-            log.error("%d of %d jobs failed (jobs %s); see the error column and each job's job.json", len(failed), len(rows),
-                      ", ".join(failed))
+            log.error("%d of %d jobs failed (jobs %s); see the error column and each job's job.json",
+                      len(failed), len(rows), ", ".join(failed))
             raise SystemExit(1)
