@@ -79,7 +79,8 @@ def job_row(job_dir: Path) -> dict:
 
     row = {"job": job_dir.name.split("_", 1)[0], "overrides": list(job.get("overrides", [])),
            "status": job.get("status", "unknown (no job.json: killed?)"), "reward": last("reward"),
-           "format_compliance": last("rewards/format/mean"), "eval_score": _eval_score(summary),
+           # the stage's own format_compliance metric where it logs one, else the format reward's mean (0/1 per sample)
+           "format_compliance": last("format_compliance") if "format_compliance" in metrics else last("rewards/format/mean"), "eval_score": _eval_score(summary),
            "steps": summary.get("steps"), "wall_s": summary.get("wall_s"), "error": job.get("error") or ""}
     for key in metrics:
         if key.startswith("rewards/") and key.endswith("/mean"):
