@@ -77,10 +77,12 @@ def job_row(job_dir: Path) -> dict:
     def last(key):
         return metrics.get(key, {}).get("last")
 
+    # the stage's own format_compliance metric where it logs one, else the format reward's mean (0/1 per sample)
+    fmt = "format_compliance" if "format_compliance" in metrics else "rewards/format/mean"
+
     row = {"job": job_dir.name.split("_", 1)[0], "overrides": list(job.get("overrides", [])),
            "status": job.get("status", "unknown (no job.json: killed?)"), "reward": last("reward"),
-           # the stage's own format_compliance metric where it logs one, else the format reward's mean (0/1 per sample)
-           "format_compliance": last("format_compliance") if "format_compliance" in metrics else last("rewards/format/mean"), "eval_score": _eval_score(summary),
+           "format_compliance": last(fmt), "eval_score": _eval_score(summary),
            "steps": summary.get("steps"), "wall_s": summary.get("wall_s"), "error": job.get("error") or ""}
     for key in metrics:
         if key.startswith("rewards/") and key.endswith("/mean"):
