@@ -46,16 +46,26 @@ def check_grpo(cfg) -> None:
 
 
 def check_hardware(cfg) -> None:
+    """GPU profiles need that many CUDA GPUs on this machine; say which profile fits instead."""
     import torch
 
-    if not cfg.hardware.use_cpu and not torch.cuda.is_available():
-        raise ConfigError(f"hardware={cfg.hardware.name}: needs a CUDA GPU and none is visible; "
-                          f"use hardware=cpu on this machine")
+    hw = cfg.hardware
+    if hw.use_cpu:
+        return
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    need = hw.num_processes // hw.get("num_machines", 1)
+    if have >= need:
+        return
+    instead = "hardware=cpu" if have == 0 else "hardware=1xgpu" if have == 1 else f"hardware.num_processes={have}"
+    if need == 1:
+        raise ConfigError(f"hardware={hw.name}: needs a CUDA GPU and none is visible; use {instead} on this machine")
+    per = " per machine" if hw.get("num_machines", 1) > 1 else ""
+    raise ConfigError(f"hardware={hw.name}: needs {need} CUDA GPUs{per}, this machine has {have}; use {instead}")
 
 
 def validate(cfg) -> None:
     """All checks for the configured stage; raises ConfigError on the first problem."""
-    from r1pipeline.models import check_model_path
+    from r1pipeline.models import check_model_path, check_quantization
     from r1pipeline.rewards import validate_reward_config
     from r1pipeline.stages import STAGES
 
@@ -65,6 +75,7 @@ def validate(cfg) -> None:
     if init_from != "base" and init_from not in STAGES:
         raise ConfigError(f"stage.init_from: {init_from!r} is neither 'base' nor a stage ({sorted(STAGES)})")
     check_hardware(cfg)
+    check_quantization(cfg.model, cfg.hardware.use_cpu)
     if init_from == "base":
         check_model_path(cfg.model.path)
     if cfg.stage.name in GRPO_STAGES:

@@ -73,6 +73,8 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     recorder = cb.SampleRecorder(cfg.run.samples_per_log)
     funcs, weights = build_rewards(reward_cfg(cfg), recorder=recorder)
     tok = load_tokenizer(model_path)
+    # The trainer config comes first: under ZeRO-3 it makes from_pretrained load the weights already partitioned.
+    args = grpo_args(cfg, out, weights)
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
     log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s", cfg.stage.name, model_path,
              model.num_parameters() / 1e6, len(data["train"]), dict(zip(reward_cfg(cfg), weights)))
@@ -80,7 +82,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     from trl import GRPOTrainer
 
     trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=funcs,
-                          args=grpo_args(cfg, out, weights), train_dataset=data["train"],
+                          args=args, train_dataset=data["train"],
                           peft_config=peft_config(cfg.model))
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
@@ -90,8 +92,10 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
         log.info("resuming from %s", resume)
     try:
         trainer.train(resume_from_checkpoint=resume)
-    finally:
-        finish_tracking(cfg)
+    except BaseException as exc:
+        finish_tracking(cfg, error=exc)
+        raise
+    finish_tracking(cfg)
     model_dir = out / "model"
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():

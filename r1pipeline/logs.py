@@ -12,6 +12,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @contextlib.contextmanager
 def stage_logging(stage_dir: Path):
+    from r1pipeline.rundir import is_main_process
+
+    if not is_main_process():  # one log file per stage, written by rank 0; other ranks log to their console
+        yield
+        return
     handler = logging.FileHandler(Path(stage_dir) / "log.txt")
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(logging.INFO)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import shutil
@@ -132,6 +133,11 @@ def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
 
     dtype = torch_dtype(model_cfg.dtype, use_cpu)
     kwargs = {"dtype": dtype, "attn_implementation": model_cfg.attn_implementation}
+    if model_cfg.get("load_in_4bit"):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
     if random_init:
         config = AutoConfig.from_pretrained(path, **dict(model_cfg.config_overrides or {}))
         torch.manual_seed(0)
@@ -149,3 +155,20 @@ def peft_config(model_cfg):
     targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
+
+
+def check_quantization(model_cfg, use_cpu: bool) -> None:
+    """`model.load_in_4bit` (QLoRA): bitsandbytes on a CUDA GPU, with LoRA adapters to train."""
+    if not model_cfg.get("load_in_4bit"):
+        return
+    if not (model_cfg.get("lora") and model_cfg.lora.enabled):
+        raise ConfigError("model.load_in_4bit: a 4-bit model trains only through adapters; "
+                          "set model.lora.enabled=true (QLoRA)")
+    if model_cfg.random_init:
+        raise ConfigError("model.load_in_4bit: only pretrained checkpoints load in 4 bits; set model.random_init=false")
+    if use_cpu or not torch.cuda.is_available():
+        raise ConfigError("model.load_in_4bit: bitsandbytes 4-bit loading needs a CUDA GPU; "
+                          "drop model.load_in_4bit on this machine (hardware=cpu trains in float32)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("model.load_in_4bit: needs bitsandbytes, which is not installed; "
+                          "pip install 'r1pipeline[quantization]'")

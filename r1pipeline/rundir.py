@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a launched stage (RANK comes from `accelerate launch`); a single process is always rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def stage_dir(cfg, name: str | None = None) -> Path:
     if not cfg.run.dir:
         raise ConfigError("run.dir: not set; run through `python -m r1pipeline` or set run.dir=<directory>")
@@ -28,10 +34,23 @@ def stage_dir(cfg, name: str | None = None) -> Path:
 def prepare_stage_dir(cfg) -> Path:
     """Create this stage's directory; refuse a non-empty one unless resuming (never mix two runs' files)."""
     d = stage_dir(cfg)
+    if not is_main_process():
+        _wait_for_main_process(d)
+        return d
     if d.exists() and any(d.iterdir()) and not cfg.run.resume:
         raise ConfigError(f"run.dir: {d} is not empty; pass run.resume=true to continue it, or pick a new run.dir")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _wait_for_main_process(d: Path, timeout_s: float = 900.0) -> None:
+    """Other ranks of a launched stage go on once rank 0 has claimed the stage directory (its manifest exists), so
+    nothing they write can make rank 0's emptiness check fail. If rank 0 fails first, the launcher stops them."""
+    deadline = time.monotonic() + timeout_s
+    while not (d / MANIFEST).is_file():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rank {os.environ.get('RANK')}: rank 0 did not claim {d} within {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def read_manifest(d: Path) -> dict | None:
@@ -40,6 +59,8 @@ def read_manifest(d: Path) -> dict | None:
 
 
 def write_manifest(d: Path, cfg, status: str, **fields) -> dict:
+    if not is_main_process():
+        return {}
     manifest = {"stage": cfg.stage.name, "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "config": OmegaConf.to_container(cfg, resolve=True), **fields}
     (Path(d) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
@@ -65,4 +86,6 @@ def last_checkpoint(d: Path) -> str | None:
 
 
 def write_json(path: Path, obj) -> None:
+    if not is_main_process():
+        return
     Path(path).write_text(json.dumps(obj, indent=2, default=str))

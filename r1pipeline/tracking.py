@@ -1,6 +1,18 @@
-"""Experiment trackers as trainer callbacks, chosen by the `tracking` group. A tracker never stops training."""
+"""Experiment trackers as trainer callbacks, chosen by the `tracking` group. A tracker never stops training.
+
+- `swanlab`: config, every logged metric (per-step reward, per-reward mean/std, lengths, loss) through transformers'
+  `SwanLabCallback`, and the scored samples of samples.jsonl as `swanlab.Text`. Offline by default (no network, no
+  account): logs land in `<stage dir>/swanlog/` and `swanlab sync <that dir>` uploads them later. `tracking.mode=cloud`
+  or `SWANLAB_MODE=cloud` switches to the cloud; when that fails (no network, no key) it falls back to offline.
+- `tensorboard`: the same metrics and samples as TensorBoard event files in `<stage dir>/tensorboard/`.
+- `none`: only the run directory's own files.
+
+One tracker run per job, on the world's main process only. Every tracker callback is wrapped in `GuardedCallback`,
+and `finish_tracking` runs in a `finally`, so offline logs are closed cleanly even when training fails.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -12,60 +24,122 @@ log = logging.getLogger(__name__)
 
 
 class GuardedCallback(TrainerCallback):
-    """Forwards every event to a tracker callback; an exception is logged once and the tracker switched off."""
+    """Forwards every event to a tracker's callbacks; one that raises is logged once and switched off.
 
-    def __init__(self, inner: TrainerCallback, name: str):
-        self.inner, self.name, self.broken = inner, name, False
+    One instance per tracker (transformers warns when two callbacks of one class are added)."""
+
+    def __init__(self, inners: list[TrainerCallback], name: str):
+        self.inners, self.name, self.broken = list(inners), name, set()
 
     def __getattribute__(self, attr):
         if attr.startswith("on_"):
-            inner_method = getattr(object.__getattribute__(self, "inner"), attr, None)
+            inners = object.__getattribute__(self, "inners")
 
             def call(*args, **kwargs):
-                if self.broken or inner_method is None:
-                    return None
-                try:
-                    return inner_method(*args, **kwargs)
-                except Exception as exc:  # noqa: BLE001 - a tracker must never stop training
-                    self.broken = True
-                    log.warning("tracker %s failed (%s: %s); training continues without it", self.name,
-                                type(exc).__name__, exc)
-                    return None
+                for i, inner in enumerate(inners):
+                    method = getattr(inner, attr, None)
+                    if i in self.broken or method is None:
+                        continue
+                    try:
+                        method(*args, **kwargs)
+                    except Exception as exc:  # noqa: BLE001 - a tracker must never stop training
+                        self.broken.add(i)
+                        log.warning("tracker %s failed (%s: %s); training continues without it", self.name,
+                                    type(exc).__name__, exc)
 
             return call
         return object.__getattribute__(self, attr)
 
 
+class SampleText(TrainerCallback):
+    """At each log, sends the rows appended to samples.jsonl since the last log to `log_text(texts, step)`.
+
+    samples.jsonl (written just before, by `callbacks.SamplesJsonl`) is the single source of the scored samples."""
+
+    def __init__(self, samples_path: Path, log_text):
+        self.path, self.log_text, self.offset = Path(samples_path), log_text, 0
+
+    def on_log(self, args, state, control, **kw):
+        if not self.path.is_file():
+            return
+        with self.path.open() as f:
+            f.seek(self.offset)
+            rows = [json.loads(line) for line in f if line.strip()]
+            self.offset = f.tell()
+        if rows:
+            self.log_text([_sample_text(r) for r in rows], state.global_step)
+
+
+def _sample_text(row: dict) -> str:
+    scores = ", ".join(f"{k}={v}" for k, v in row.get("rewards", {}).items())
+    return f"[step {row.get('step')}] rewards: {scores}\n--- prompt ---\n{row.get('prompt')}\n--- completion ---\n{row.get('completion')}"
+
+
 def tracking_callbacks(cfg, stage_dir: Path, is_main: bool = True) -> list[TrainerCallback]:
+    """The configured tracker's callbacks (none on other ranks); each one guarded."""
     backend = cfg.tracking.backend
-    if backend == "none":
+    if backend == "none" or not is_main:
         return []
-    if backend == "swanlab":
-        return [GuardedCallback(_swanlab(cfg, stage_dir, is_main), "swanlab")] if is_main else []
-    raise ValueError(f"tracking.backend: unknown {backend!r}")
+    builders = {"swanlab": _swanlab, "tensorboard": _tensorboard}
+    if backend not in builders:
+        raise ValueError(f"tracking.backend: unknown {backend!r}; choose none, swanlab or tensorboard")
+    try:
+        callbacks = builders[backend](cfg, Path(stage_dir))
+    except Exception as exc:  # noqa: BLE001 - no tracker at all is still a run
+        log.warning("tracker %s could not start (%s: %s); training continues without it", backend,
+                    type(exc).__name__, exc)
+        return []
+    return [GuardedCallback(callbacks, backend)]
 
 
-def _swanlab(cfg, stage_dir: Path, is_main: bool):
+def swanlab_mode(cfg) -> str:
+    return os.environ.get("SWANLAB_MODE") or cfg.tracking.mode
+
+
+def _swanlab(cfg, stage_dir: Path) -> list[TrainerCallback]:
     import swanlab
     from transformers.integrations import SwanLabCallback
 
-    mode = os.environ.get("SWANLAB_MODE", cfg.tracking.mode)
+    mode, logdir = swanlab_mode(cfg), str(stage_dir / "swanlog")
+    kwargs = {"project": cfg.tracking.project, "experiment_name": f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
+              "config": OmegaConf.to_container(cfg, resolve=True), "logdir": logdir}
     try:
-        swanlab.init(project=cfg.tracking.project, experiment_name=f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
-                     config=OmegaConf.to_container(cfg, resolve=True), mode=mode,
-                     logdir=str(Path(stage_dir) / "swanlog"))
+        swanlab.init(mode=mode, **kwargs)
     except Exception as exc:  # noqa: BLE001 - fall back to offline logs, never stop
-        log.warning("swanlab.init(mode=%s) failed (%s); falling back to offline logging", mode, exc)
-        swanlab.init(project=cfg.tracking.project, mode="offline", logdir=str(Path(stage_dir) / "swanlog"))
-    return SwanLabCallback()
+        log.warning("swanlab.init(mode=%s) failed (%s: %s); logging offline to %s, upload later with swanlab sync",
+                    mode, type(exc).__name__, exc, logdir)
+        swanlab.init(mode="offline", **kwargs)
+
+    def log_text(texts, step):
+        swanlab.log({"samples": [swanlab.Text(t, caption=f"sample {i}") for i, t in enumerate(texts)]}, step=step)
+
+    return [SwanLabCallback(), SampleText(stage_dir / "samples.jsonl", log_text)]
 
 
-def finish_tracking(cfg) -> None:
-    if cfg.tracking.backend == "swanlab":
-        try:
-            import swanlab
+def _tensorboard(cfg, stage_dir: Path) -> list[TrainerCallback]:
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
 
-            if swanlab.get_run() is not None:
+    writer = SummaryWriter(log_dir=str(stage_dir / "tensorboard"))
+    writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+
+    def log_text(texts, step):
+        writer.add_text("samples", "\n\n".join(f"```\n{t}\n```" for t in texts), global_step=step)
+
+    return [TensorBoardCallback(tb_writer=writer), SampleText(stage_dir / "samples.jsonl", log_text)]
+
+
+def finish_tracking(cfg, error: BaseException | None = None) -> None:
+    """Close the tracker run, marked crashed when `error` is given, so offline logs stay complete and syncable."""
+    if cfg.tracking.backend != "swanlab":
+        return
+    try:
+        import swanlab
+
+        if swanlab.get_run() is not None:
+            if error is None:
                 swanlab.finish()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("swanlab.finish failed: %s", exc)
+            else:
+                swanlab.finish(state="crashed", error=f"{type(error).__name__}: {error}")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("swanlab.finish failed: %s", exc)

@@ -8,6 +8,7 @@ import importlib
 
 STAGES = {
     "r1_zero": "r1pipeline.stages.r1_zero",
+    "merge_lora": "r1pipeline.stages.merge_lora",
 }
 
 

@@ -1,0 +1,156 @@
+"""Launch plans: a hardware profile that needs several processes or DeepSpeed runs under `accelerate launch`.
+
+The Hydra entry point composes and validates the config once, freezes it (resolved) into the run directory as
+`frozen_config.yaml`, writes the exact command to `launch.sh` and runs that script. Each rank runs
+`python -m r1pipeline.worker <run dir>/frozen_config.yaml`, so every rank sees the same config and the same run
+directory (nothing is composed again, no `${now:...}` is resolved twice). Ranks read their rank from the environment
+that `accelerate launch` sets (RANK, LOCAL_RANK), never from argv.
+
+What the plan passes on the command line comes from the hardware profile (process and machine counts, mixed
+precision); what lives in the accelerate config file under launch/accelerate/ is the DeepSpeed setup.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from r1pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FROZEN_CONFIG = "frozen_config.yaml"
+LAUNCH_SCRIPT = "launch.sh"
+# Multi-node values differ per machine, so launch.sh reads them from the environment when it runs.
+MULTI_NODE_ARGS = [
+    ("--machine_rank", "machine_rank", "${MACHINE_RANK:-0}"),
+    ("--main_process_ip", "main_process_ip", "${MAIN_PROCESS_IP:?set MAIN_PROCESS_IP to the address of machine 0}"),
+    ("--main_process_port", "main_process_port", "${MAIN_PROCESS_PORT:-29500}"),
+]
+
+
+class LaunchError(RuntimeError):
+    """`accelerate launch` of a stage exited with an error (the ranks' own logs say why)."""
+
+
+def needs_launch(hw) -> bool:
+    """True when the profile cannot run in the Hydra process: several processes or an accelerate config."""
+    return hw.num_processes > 1 or hw.get("num_machines", 1) > 1 or bool(hw.accelerate_config)
+
+
+@dataclass
+class LaunchPlan:
+    argv: list[str]        # the command; tokens starting with "${" are expanded by the shell in launch.sh
+    accelerate: dict       # the effective accelerate config: the file under launch/ with the profile's values on top
+    config_file: Path
+    run_dir: Path
+
+    @property
+    def frozen(self) -> Path:
+        return self.run_dir / FROZEN_CONFIG
+
+    @property
+    def uses_deepspeed(self) -> bool:
+        return self.accelerate.get("distributed_type") == "DEEPSPEED"
+
+    def command_line(self) -> str:
+        return " ".join(f'"{t}"' if t.startswith("${") else shlex.quote(t) for t in self.argv)
+
+    def script(self) -> str:
+        return "\n".join([
+            "#!/usr/bin/env bash",
+            f"# Launches every rank of this run on one frozen config. Re-run by hand: bash {self.run_dir / LAUNCH_SCRIPT}",
+            "# (multi-node: run it on each machine with MACHINE_RANK=<n> MAIN_PROCESS_IP=<machine 0's address>)",
+            "set -euo pipefail",
+            f"cd {shlex.quote(str(REPO_ROOT))}",
+            f'export PYTHONPATH={shlex.quote(str(REPO_ROOT))}"${{PYTHONPATH:+:$PYTHONPATH}}"',
+            f"exec {self.command_line()}",
+            "",
+        ])
+
+
+def accelerate_config_path(hw) -> Path:
+    path = Path(hw.accelerate_config)
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if not path.is_file():
+        choices = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "launch").rglob("*.yaml"))
+        raise ConfigError(f"hardware.accelerate_config: {path} does not exist; use one of {choices}")
+    return path
+
+
+def build_plan(cfg, run_dir: Path) -> LaunchPlan:
+    """The `accelerate launch` command for `cfg.hardware`, running the worker on `<run_dir>/frozen_config.yaml`."""
+    hw = cfg.hardware
+    num_machines = hw.get("num_machines", 1)
+    if hw.num_processes % num_machines:
+        raise ConfigError(f"hardware.num_processes: {hw.num_processes} processes do not split evenly over "
+                          f"hardware.num_machines={num_machines}; use a multiple of {num_machines}")
+    if hw.accelerate_config:
+        config_file = accelerate_config_path(hw)
+    else:  # several processes without a file: plain data parallelism
+        config_file = REPO_ROOT / "launch/accelerate" / ("cpu.yaml" if hw.use_cpu else "ddp.yaml")
+    accelerate = yaml.safe_load(config_file.read_text())
+    mixed = "bf16" if hw.bf16 else "no"
+    accelerate.update(num_processes=hw.num_processes, num_machines=num_machines, mixed_precision=mixed,
+                      use_cpu=bool(hw.use_cpu))
+    run_dir = Path(run_dir).resolve()
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
+            "--num_processes", str(hw.num_processes), "--num_machines", str(num_machines),
+            "--mixed_precision", mixed]
+    if hw.num_processes > 1 and accelerate.get("distributed_type") != "DEEPSPEED":
+        # accelerate's torchrun launcher (named multi_gpu); ranks with hardware.use_cpu run on CPU over gloo
+        argv.append("--multi_gpu")
+    elif hw.use_cpu:
+        argv.append("--cpu")
+    if num_machines > 1:
+        for flag, key, env_ref in MULTI_NODE_ARGS:
+            argv += [flag, env_ref]
+            accelerate[key] = env_ref
+    argv += ["--module", "r1pipeline.worker", str(run_dir / FROZEN_CONFIG)]
+    return LaunchPlan(argv=argv, accelerate=accelerate, config_file=config_file, run_dir=run_dir)
+
+
+def check_deepspeed(plan: LaunchPlan, profile: str) -> None:
+    if plan.uses_deepspeed and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"hardware={profile}: needs DeepSpeed, which is not installed; "
+                          f"pip install 'r1pipeline[deepspeed]' (deepspeed==0.19.8)")
+
+
+def freeze(cfg, run_dir: Path) -> Path:
+    """Write the resolved config, with its absolute run directory, for the workers to read."""
+    run_dir = Path(run_dir).resolve()
+    frozen = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    frozen.run.dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(frozen, run_dir / FROZEN_CONFIG)
+    return run_dir / FROZEN_CONFIG
+
+
+def launch(cfg) -> dict:
+    """Plan, validate, freeze, write launch.sh and run it; returns the stage's summary.json as rank 0 wrote it."""
+    from r1pipeline.config import validate
+    from r1pipeline.rundir import prepare_stage_dir
+
+    plan = build_plan(cfg, Path(cfg.run.dir))
+    log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
+    validate(cfg)
+    check_deepspeed(plan, cfg.hardware.name)
+    prepare_stage_dir(cfg)  # refuse a used stage directory here, before any rank starts
+    freeze(cfg, plan.run_dir)
+    script = plan.run_dir / LAUNCH_SCRIPT
+    script.write_text(plan.script())
+    script.chmod(0o755)
+    log.info("launching %d process(es); command in %s", cfg.hardware.num_processes, script)
+    rc = subprocess.run(["bash", str(script)], check=False).returncode
+    stage_dir = plan.run_dir / cfg.stage.name
+    if rc != 0:
+        raise LaunchError(f"accelerate launch exited with {rc}; see {stage_dir / 'log.txt'} and the output above")
+    return json.loads((stage_dir / "summary.json").read_text())

@@ -1,0 +1,57 @@
+"""One rank of a launched stage: `python -m r1pipeline.worker <run dir>/frozen_config.yaml`.
+
+Started by `accelerate launch` (see r1pipeline/launcher.py and the run's launch.sh). It composes nothing: it reads the
+frozen config that the Hydra entry point wrote, so every rank has the same config and run directory. The rank comes
+from the environment (RANK, set by the launcher), never from argv; only rank 0 creates directories and writes files
+(r1pipeline.rundir and the trainers' callbacks check it).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from r1pipeline.errors import ConfigError
+
+log = logging.getLogger("r1pipeline")
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def load_frozen(path: Path):
+    """The frozen config, checked to belong to the run directory it lies in."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"frozen config {path} does not exist; start stages with `python -m r1pipeline ...`, "
+                          f"which writes it")
+    cfg = OmegaConf.load(path)
+    OmegaConf.set_struct(cfg, True)
+    if Path(cfg.run.dir).resolve() != path.parent:
+        raise ConfigError(f"run.dir: the frozen config in {path.parent} names another run directory "
+                          f"({cfg.run.dir}); re-launch with `python -m r1pipeline ...` instead of moving it")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from r1pipeline.stages import run_stage
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m r1pipeline.worker <run dir>/frozen_config.yaml")
+    logging.basicConfig(level=logging.INFO if rank() == 0 else logging.WARNING,
+                        format=f"[rank {rank()}] %(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_frozen(Path(argv[0]))
+        return run_stage(cfg)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Launch plans for every hardware profile, the headline command on a machine without GPUs, and the frozen-config
+hand-off to launched workers (run for real on CPU under `accelerate launch` with two ranks)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TINY, compose_cfg
+from r1pipeline.errors import ConfigError
+from r1pipeline.launcher import FROZEN_CONFIG, build_plan, check_deepspeed, freeze, needs_launch
+from r1pipeline.worker import load_frozen
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _arg(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
+@pytest.mark.parametrize(
+    "profile,processes,machines,offload,launcher_flag",
+    [
+        # the headline profile: 2 GPUs, ZeRO-3, params and optimizer state on CPU
+        ("2x4090", 2, 1, "cpu", None),
+        # one big machine: ZeRO-3 without offload
+        ("8xh100", 8, 1, "none", None),
+        # two machines; rank and address come from the environment when launch.sh runs
+        ("2x8xh100", 16, 2, "none", None),
+        # one GPU too small for the model (the setup verified on one H100)
+        ("1xgpu_offload", 1, 1, "cpu", None),
+    ],
+)
+def test_deepspeed_profiles_build_the_right_plan(tmp_path, profile, processes, machines, offload, launcher_flag):
+    cfg = compose_cfg([f"hardware={profile}"])
+    assert needs_launch(cfg.hardware)
+    plan = build_plan(cfg, tmp_path)
+    argv = plan.argv
+    assert argv[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert Path(_arg(argv, "--config_file")).is_file() and Path(_arg(argv, "--config_file")).parent == REPO / "launch/accelerate"
+    assert (_arg(argv, "--num_processes"), _arg(argv, "--num_machines"), _arg(argv, "--mixed_precision")) == (
+        str(processes), str(machines), "bf16")
+    assert argv[-3:] == ["--module", "r1pipeline.worker", str(tmp_path.resolve() / FROZEN_CONFIG)]
+    assert "--cpu" not in argv and "--multi_gpu" not in argv  # DeepSpeed's own launcher starts the ranks
+    ds = plan.accelerate["deepspeed_config"]
+    assert plan.accelerate["distributed_type"] == "DEEPSPEED" and plan.uses_deepspeed
+    assert (ds["zero_stage"], ds["offload_param_device"], ds["offload_optimizer_device"]) == (3, offload, offload)
+    # consolidated 16-bit weights on save: trainer.save_model writes a checkpoint that loads without DeepSpeed
+    assert ds["zero3_save_16bit_model"] is True
+    assert (plan.accelerate["num_processes"], plan.accelerate["mixed_precision"]) == (processes, "bf16")
+    if machines > 1:
+        assert _arg(argv, "--machine_rank") == "${MACHINE_RANK:-0}"
+        assert _arg(argv, "--main_process_ip").startswith("${MAIN_PROCESS_IP:?")
+        assert '"${MACHINE_RANK:-0}"' in plan.script()
+    else:
+        assert "--machine_rank" not in argv
+    assert cfg.hardware.bf16 and cfg.hardware.gradient_checkpointing and not cfg.hardware.use_cpu
+    script = tmp_path / "launch.sh"
+    script.write_text(plan.script())
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid shell
+
+
+@pytest.mark.parametrize("profile,launched", [("cpu", False), ("1xgpu", False), ("cpu_accelerate", True)])
+def test_single_process_profiles_run_in_process(tmp_path, profile, launched):
+    cfg = compose_cfg([f"hardware={profile}"])
+    assert needs_launch(cfg.hardware) is launched
+
+
+def test_cpu_ranks_use_the_torchrun_launcher(tmp_path):
+    cfg = compose_cfg(["hardware=cpu_accelerate", "hardware.num_processes=2"])
+    plan = build_plan(cfg, tmp_path)
+    assert "--multi_gpu" in plan.argv and "--cpu" not in plan.argv and not plan.uses_deepspeed
+    assert _arg(plan.argv, "--mixed_precision") == "no"
+
+
+def test_several_gpu_processes_without_a_config_file_use_ddp(tmp_path):
+    plan = build_plan(compose_cfg(["hardware=1xgpu", "hardware.num_processes=4"]), tmp_path)
+    assert plan.config_file.name == "ddp.yaml" and plan.accelerate["distributed_type"] == "MULTI_GPU"
+    assert (_arg(plan.argv, "--num_processes"), _arg(plan.argv, "--mixed_precision")) == ("4", "bf16")
+    assert "--multi_gpu" in plan.argv and "--cpu" not in plan.argv and plan.accelerate["use_cpu"] is False
+
+
+def test_uneven_multi_node_split_and_missing_deepspeed_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"hardware.num_processes: 15 processes do not split evenly"):
+        build_plan(compose_cfg(["hardware=2x8xh100", "hardware.num_processes=15"]), tmp_path)
+    with pytest.raises(ConfigError, match=r"hardware.accelerate_config: .*does not exist"):
+        build_plan(compose_cfg(["hardware=2x4090", "hardware.accelerate_config=launch/nope.yaml"]), tmp_path)
+    plan = build_plan(compose_cfg(["hardware=2x4090"]), tmp_path)
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(ConfigError, match=r"hardware=2x4090: needs DeepSpeed.*r1pipeline\[deepspeed\]"):
+            check_deepspeed(plan, "2x4090")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has the GPUs; the command would train")
+def test_headline_command_without_gpus_shows_the_plan_and_fails_fast(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "r1pipeline", "stage=r1_zero", "hardware=2x4090"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out[-3000:]
+    have = torch.cuda.device_count()
+    instead = "hardware=cpu" if have == 0 else "hardware=1xgpu"
+    assert f"hardware=2x4090: needs 2 CUDA GPUs, this machine has {have}; use {instead}" in out
+    assert "launch plan: " in out and "--config_file" in out and "zero3_offload.yaml" in out
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, errors  # one line, no traceback
+    assert "Traceback" not in out
+    # nothing trained, nothing left behind
+    assert not list((tmp_path / "outputs").rglob("*.json")) if (tmp_path / "outputs").exists() else True
+    assert not list(tmp_path.rglob(FROZEN_CONFIG))
+
+
+def test_worker_refuses_a_frozen_config_of_another_run_dir(tmp_path):
+    cfg = compose_cfg(TINY, run_dir=tmp_path / "a")
+    frozen = freeze(cfg, tmp_path / "a")
+    assert load_frozen(frozen).run.dir == str((tmp_path / "a").resolve())
+    (tmp_path / "b").mkdir()
+    moved = tmp_path / "b" / FROZEN_CONFIG
+    moved.write_text(frozen.read_text())
+    with pytest.raises(ConfigError, match=r"run.dir: the frozen config in .*/b names another run directory"):
+        load_frozen(moved)
+
+
+def test_launched_stage_runs_two_cpu_ranks_on_one_frozen_config(tmp_path, embedded_model_dir):
+    """The whole launched path on CPU: Hydra entry point -> frozen config + launch.sh -> accelerate launch -> 2 workers."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "r1pipeline", *TINY, "hardware=cpu_accelerate", "hardware.num_processes=2",
+           "tracking=none", f"run.dir={run_dir}"]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+
+    frozen = yaml.safe_load((run_dir / FROZEN_CONFIG).read_text())
+    assert frozen["run"]["dir"] == str(run_dir.resolve()) and frozen["hardware"]["num_processes"] == 2
+    script = (run_dir / "launch.sh").read_text()
+    assert f"--module r1pipeline.worker {run_dir.resolve() / FROZEN_CONFIG}" in script and "--num_processes 2" in script
+    out = run_dir / "r1_zero"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["steps"] == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["run"]["dir"] == str(run_dir.resolve())
+    # both ranks trained (each saved its RNG state into the shared checkpoint); rank 0 alone wrote the log
+    assert sorted(p.name for p in (out / "checkpoint-2").glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
+    log_lines = (out / "log.txt").read_text().splitlines()
+    assert sum("GRPO r1_zero:" in line for line in log_lines) == 1, log_lines
+    assert [json.loads(r)["step"] for r in (out / "metrics.jsonl").read_text().splitlines() if '"reward"' in r] == [1, 2]
+
+    # The saved model is one consolidated checkpoint: it loads in a fresh process (no DeepSpeed, no accelerate),
+    # with the source model's parameter count and no empty tensors.
+    from r1pipeline.models import load_model
+
+    source = load_model(compose_cfg(TINY).model, str(embedded_model_dir), True, random_init=True)
+    code = ("import sys, json, torch; from transformers import AutoModelForCausalLM; "
+            "m = AutoModelForCausalLM.from_pretrained(sys.argv[1]); "
+            "print(json.dumps({'params': m.num_parameters(), 'empty': [n for n, p in m.named_parameters() "
+            "if p.numel() == 0 or not torch.isfinite(p).all()]}))")
+    res = subprocess.run([sys.executable, "-c", code, str(out / "model")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    loaded = json.loads(res.stdout.strip().splitlines()[-1])
+    assert loaded == {"params": source.num_parameters(), "empty": []}
