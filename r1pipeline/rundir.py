@@ -67,3 +67,26 @@ def last_checkpoint(d: Path) -> str | None:
 
 def write_json(path: Path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, default=str))
+
+
+def input_model(cfg, name: str) -> tuple[str, bool]:
+    """(path, random_init) of the model a stage starts from: `base` = the model group, else an earlier stage's."""
+    if name == "base":
+        from r1pipeline.models import resolve_model_path
+
+        return resolve_model_path(cfg.model.path), bool(cfg.model.random_init)
+    return str(resolve_stage_output(cfg, name, "model")), False
+
+
+def is_complete(cfg, name: str) -> bool:
+    manifest = read_manifest(stage_dir(cfg, name))
+    return manifest is not None and manifest.get("status") == "complete"
+
+
+def finish_stage(out: Path, cfg, inputs: dict, result: dict) -> dict:
+    """Write summary.json and the complete manifest from a stage's result (`outputs`, `metrics`, anything else)."""
+    summary = {"stage": cfg.stage.name, "status": "complete", "inputs": inputs, **result}
+    write_json(Path(out) / "summary.json", summary)
+    write_manifest(out, cfg, "complete", inputs=inputs, outputs=result.get("outputs", {}),
+                   metrics=result.get("metrics", {}))
+    return summary
