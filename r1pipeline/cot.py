@@ -42,10 +42,10 @@ def clean_reasoning(text: str) -> str:
     lines, prev = [], None
     for line in TAGS.sub("", text).splitlines():
         line = line.rstrip()
-        if line and line == prev:
+        if line and line.strip() == prev:
             continue
         lines.append(line)
-        prev = line if line else prev
+        prev = line.strip() or prev
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 

@@ -46,7 +46,7 @@ def sft_args(cfg, out: Path):
         report_to="none",  # trackers are added as callbacks by r1pipeline.tracking
         use_cpu=hw.use_cpu,
         bf16=hw.bf16,
-        gradient_checkpointing=hw.gradient_checkpointing,
+        activation_checkpointing=hw.gradient_checkpointing,
         seed=cfg.seed,
         save_strategy="steps",
         disable_tqdm=False,

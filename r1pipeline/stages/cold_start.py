@@ -127,11 +127,12 @@ def check(cfg, columns: set[str]) -> None:
 def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
-    data = build_dataset(cfg.dataset)["train"]
-    data = data.select(range(min(stage.num_prompts, len(data))))
-    check(cfg, set(data.column_names))
     sources = {m: stage.model_from[m] for m in stage.methods if m in GENERATING}
     paths = {name: input_model(cfg, name) for name in set(sources.values())}  # fails early: "run stage X first"
+    data = build_dataset(cfg.dataset)["train"] if sources else None
+    if sources:
+        data = data.select(range(min(stage.num_prompts, len(data))))
+    check(cfg, set(data.column_names) if sources else set())
     out = prepare_stage_dir(cfg)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     inputs = {"models": {m: paths[src][0] for m, src in sources.items()}, "dataset": cfg.dataset.name}

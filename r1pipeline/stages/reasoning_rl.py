@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg) -> dict:
     validate(cfg)
-    model_path, random_init = input_model(cfg, cfg.stage.init_from)
+    model_path, random_init = input_model(cfg, cfg.stage.init_from)  # fails early: "run stage X first"
     data = prepare_data(cfg)
     out = prepare_stage_dir(cfg)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
