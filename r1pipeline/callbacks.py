@@ -133,6 +133,8 @@ def format_step_line(logs: dict, step: int, max_steps: int) -> str:
         parts.append(f"len {logs['completions/mean_length']:.0f}")
     if "completions/clipped_ratio" in logs:
         parts.append(f"clipped {100 * logs['completions/clipped_ratio']:.0f}%")
+    if "format_compliance" in logs:
+        parts.append(f"format-ok {100 * logs['format_compliance']:.0f}%")
     if "frac_reward_zero_std" in logs:
         parts.append(f"no-signal groups {100 * logs['frac_reward_zero_std']:.0f}%")
     if "step_time" in logs:

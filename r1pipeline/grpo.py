@@ -38,6 +38,7 @@ def grpo_args(cfg, out: Path, reward_weights: list[float]):
 
 
 HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
+            "format_compliance",
             "loss", "step_time")
 
 

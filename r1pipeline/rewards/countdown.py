@@ -51,6 +51,8 @@ def countdown_score(answer: str | None, nums, target) -> float:
     if not answer:
         return 0.0
     expr = answer.split("=")[0].strip()
+    if len(expr) > MAX_EXPR_CHARS:  # before int(): a 5,000-digit run would raise in int() itself
+        return 0.0
     used = [int(x) for x in re.findall(r"\d+", expr)]
     if Counter(used) != Counter(int(n) for n in nums):
         return 0.0
@@ -64,7 +66,8 @@ def countdown_score(answer: str | None, nums, target) -> float:
 @register("countdown")
 class CountdownReward:
     """1.0 if the `<answer>` expression uses each given number exactly once (columns `nums`, `target`) and
-    evaluates to the target, else 0.0. A trailing "= target" is ignored. Only + - * / and parentheses.
+    evaluates to the target, else 0.0. A trailing "= target" is ignored. Only + - * / and parentheses, at most
+    MAX_EXPR_CHARS characters and MAX_NODES syntax-tree nodes (which also bounds the nesting depth), never `eval`.
     Range {0, 1}. Example (nums [3, 5, 2], target 16): "<answer>(3 + 5) * 2</answer>" -> 1.0; "3 * 5 + 2" -> 0.0.
     """
 

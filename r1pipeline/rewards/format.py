@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import responses
+from r1pipeline.rewards.text import structured_responses
 
 # One think block, then one answer block, nothing but whitespace around or between; no nested/extra tags.
 _STRICT = re.compile(r"^\s*<think>((?:(?!</?think>|</?answer>).)*)</think>\s*<answer>((?:(?!</?think>|</?answer>).)*)</answer>\s*$", re.S)
@@ -13,7 +13,8 @@ _STRICT = re.compile(r"^\s*<think>((?:(?!</?think>|</?answer>).)*)</think>\s*<an
 @register("format")
 class FormatReward:
     """1.0 if the response is exactly `<think>…</think><answer>…</answer>` (whitespace allowed between and
-    around, no other tags inside, nothing after), else 0.0. The prefill is part of the response.
+    around, no other tags inside, nothing after), else 0.0. The prefill is part of the response from its `<think>`
+    on (a prefill preamble such as "Let me solve this step by step." before it is ours, not the model's).
     Range {0, 1}. Example: "<think>2+2</think><answer>4</answer>" -> 1.0; "<answer>4</answer>" -> 0.0.
     """
 
@@ -22,7 +23,7 @@ class FormatReward:
 
     def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
         out = []
-        for text in responses(completions, prompts):
+        for text in structured_responses(completions, prompts):
             m = _STRICT.match(text)
             ok = m is not None and (not self.require_nonempty or (m.group(1).strip() and m.group(2).strip()))
             out.append(1.0 if ok else 0.0)
@@ -41,7 +42,7 @@ class TagCountReward:
 
     def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
         out = []
-        for text in responses(completions, prompts):
+        for text in structured_responses(completions, prompts):
             score, last = 0.0, -1
             for tag in self.TAGS:
                 if text.count(tag) == 1 and text.find(tag) > last:

@@ -8,7 +8,8 @@ weight in the reward config:
     countdown: {weight: 1.0}
     cosine: {weight: 1.0, max_len: 1000}
 
-Classes declare `required_columns` (dataset columns they read) so a missing column is reported before any model loads.
+Classes declare `required_columns` (dataset columns they read) so a missing column is reported before any model loads;
+an entry that names a constructor parameter (e.g. accuracy's `reference_column`) stands for that parameter's value.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
-_MODULES = ("format", "countdown")  # modules whose import registers rewards
+_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier")  # modules whose import registers rewards
 
 
 def register(name: str):
@@ -56,6 +57,17 @@ def _params_of(cls) -> dict[str, inspect.Parameter]:
             (n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)}
 
 
+def required_columns(cls, spec: Mapping) -> list[str]:
+    """The dataset columns a reward configured with `spec` reads."""
+    params = _params_of(cls)
+    out = []
+    for col in getattr(cls, "required_columns", ()):
+        if col in params:
+            col = spec.get(col, params[col].default)
+        out.append(str(col))
+    return out
+
+
 def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None = None) -> None:
     """Check names, weights and parameters of a reward mix (and, if given, the dataset columns it reads)."""
     _load_all()
@@ -77,8 +89,12 @@ def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None
                     f"reward.{name}.{key}: unknown parameter; {name} takes: weight"
                     + "".join(f", {p}" for p in params)
                 )
+        try:  # values: constructors check their own ranges (cheap; nothing heavy starts here)
+            REWARDS[name](**spec)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"reward.{name}: {exc}") from exc
         if dataset_columns is not None:
-            missing = [c for c in getattr(REWARDS[name], "required_columns", ()) if c not in dataset_columns]
+            missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
             if missing:
                 raise ConfigError(
                     f"reward.{name}: needs dataset column(s) {missing}, which dataset has not "
@@ -92,8 +108,8 @@ def build_rewards(reward_cfg: Mapping, recorder=None):
 
     validate_reward_config(reward_cfg)
     funcs, weights = [], []
-    for name, spec in reward_cfg.items():
+    for i, (name, spec) in enumerate(reward_cfg.items()):
         spec = dict(spec or {})
         weights.append(float(spec.pop("weight", 1.0)))
-        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder))
+        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder, report_format=i == 0))
     return funcs, weights

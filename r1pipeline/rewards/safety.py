@@ -2,7 +2,9 @@
 
 An exception inside a reward scores 0.0 for the batch's affected completions, is counted in the metric
 `rewards/<name>/errors`, and the offending sample is written to the run's log. Non-finite scores become 0.0 and
-are counted the same way. Per-batch min/max are reported through TRL's `log_metric` hook.
+are counted the same way. Per-batch min/max are reported through TRL's `log_metric` hook (TRL itself logs each
+reward's mean and std); the first reward of a mix also reports `format_compliance`, the share of completions in the
+strict think/answer format, whatever rewards the mix holds.
 """
 from __future__ import annotations
 
@@ -14,9 +16,18 @@ from r1pipeline.rewards.text import completion_text
 log = logging.getLogger(__name__)
 
 
+def format_compliance(completions, prompts=None) -> float:
+    """Share of completions that the strict `format` reward accepts."""
+    from r1pipeline.rewards.format import FormatReward
+
+    scores = FormatReward()(completions, prompts=prompts)
+    return sum(scores) / len(scores)
+
+
 class SafeReward:
-    def __init__(self, reward, name: str, recorder=None):
+    def __init__(self, reward, name: str, recorder=None, report_format: bool = False):
         self.reward = reward
+        self.report_format = report_format
         self.name = name
         self.__name__ = name  # TRL names the metric `rewards/<__name__>/mean`
         self.recorder = recorder  # optional: keeps a few scored samples for samples.jsonl
@@ -58,6 +69,8 @@ class SafeReward:
             if valid:
                 log_metric(f"rewards/{self.name}/min", min(valid))
                 log_metric(f"rewards/{self.name}/max", max(valid))
+            if self.report_format and completions:
+                log_metric("format_compliance", format_compliance(completions, prompts))
         return clean
 
     def _fail(self, exc: Exception, completion) -> float:

@@ -1,0 +1,109 @@
+"""Correctness against a reference with math-verify, and the length-scaled (cosine) variant built on it."""
+from __future__ import annotations
+
+import logging
+import math
+
+from r1pipeline.rewards import mathcheck
+from r1pipeline.rewards.registry import register
+from r1pipeline.rewards.text import completion_text, extract_answer, responses
+
+log = logging.getLogger(__name__)
+
+MAX_ANSWER_CHARS = 2_000  # a real final answer is short; longer blocks are cut, not parsed whole
+MAX_TAIL_CHARS = 4_000  # without an answer block, only the end of the response is searched for \boxed{}
+
+
+def accuracy_score(text: str, reference, timeout_s: float) -> float | None:
+    """1.0 / 0.0 for a response against a reference; None when the reference has no parsable math.
+
+    The answer is the last `<answer>` block when there is one (parsed as LaTeX or plain math), else the end of the
+    response through anchors only (`\\boxed{}`, "final answer is"). A check that runs past `timeout_s` scores 0.0:
+    an answer too pathological to verify in time earns nothing.
+    """
+    if reference is None or not str(reference).strip():
+        return None
+    block = extract_answer(text)
+    answer = block[:MAX_ANSWER_CHARS] if block is not None else text[-MAX_TAIL_CHARS:]
+    try:
+        ok = mathcheck.check(str(reference), answer, answer_is_block=block is not None, timeout_s=timeout_s)
+    except mathcheck.MathTimeout:
+        log.warning("math-verify timed out after %.1f s on answer %r; scored 0.0", timeout_s, answer[:200])
+        return 0.0
+    except (RuntimeError, OSError) as exc:
+        log.warning("math-verify failed (%s) on reference %r, answer %r; scored 0.0", exc, reference, answer[:200])
+        return 0.0
+    return None if ok is None else float(ok)
+
+
+@register("accuracy")
+class AccuracyReward:
+    """1.0 if the answer is mathematically equivalent to the reference (math-verify: LaTeX or plain, `\\boxed{}`,
+    fractions vs decimals, sets, intervals), else 0.0. The answer is the last `<answer>` block, else a `\\boxed{}` /
+    "final answer is" at the end of the response. The reference column is `reference_column` (`answer`; math
+    datasets such as MATH use `solution`, whose boxed value is taken).
+
+    When the reference itself has no parsable math the sample scores None (TRL then skips it for this reward)
+    rather than a made-up 0 or 1: a 0 would punish a correct model for a bad dataset row, a 1 would reward anything.
+    Each check is bounded by `timeout_s` seconds of wall clock (see `mathcheck`); a timeout scores 0.0.
+    Range {0, 1} or None. Example (reference "\\frac{1}{2}"): "<answer>0.5</answer>" -> 1.0;
+    "<answer>2</answer>" -> 0.0; reference "see the figure" -> None.
+    """
+
+    required_columns = ("reference_column",)  # a parameter name: the column it names is read
+
+    def __init__(self, reference_column: str = "answer", timeout_s: float = 5.0):
+        self.reference_column = reference_column
+        self.timeout_s = float(timeout_s)
+
+    def __call__(self, completions, prompts=None, **kwargs) -> list[float | None]:
+        references = kwargs.get(self.reference_column)
+        if references is None:
+            raise KeyError(f"accuracy: no dataset column {self.reference_column!r} (set reference_column)")
+        return [accuracy_score(text, ref, self.timeout_s)
+                for text, ref in zip(responses(completions, prompts), references)]
+
+
+def completion_lengths(completions, completion_ids=None) -> list[int]:
+    """Tokens per completion when TRL gives `completion_ids`, else characters (standalone use and tests)."""
+    if completion_ids is not None and len(completion_ids) == len(completions):
+        return [len(ids) for ids in completion_ids]
+    return [len(completion_text(c)) for c in completions]
+
+
+@register("cosine")
+class CosineReward:
+    """Length-scaled correctness (Yeo et al. 2025, "Demystifying Long CoT Reasoning"): correct answers score more
+    the shorter they are; wrong answers are penalized less the longer they are (more thinking is encouraged when
+    wrong). With p = min(L, max_len) / max_len, L the completion length in tokens (characters without
+    `completion_ids`) and correctness from `accuracy` (same answer extraction and reference column):
+
+        correct: min_value_correct + (max_value_correct - min_value_correct) * (1 + cos(pi p)) / 2
+        wrong:   max_value_wrong   + (min_value_wrong   - max_value_wrong)   * (1 + cos(pi p)) / 2
+
+    Range [min_value_wrong, max_value_correct] (defaults [-1, 1]); None where accuracy is None.
+    Example (defaults, max_len 1000): correct at L=0 -> 1.0, at L=1000 -> 0.5; wrong at L=0 -> -1.0, at L=1000 -> -0.5.
+    """
+
+    required_columns = ("reference_column",)
+
+    def __init__(self, min_value_wrong: float = -1.0, max_value_wrong: float = -0.5, min_value_correct: float = 0.5,
+                 max_value_correct: float = 1.0, max_len: int = 1000, reference_column: str = "answer",
+                 timeout_s: float = 5.0):
+        if max_len <= 0:
+            raise ValueError(f"cosine.max_len: must be positive, got {max_len}")
+        self.min_value_wrong, self.max_value_wrong = float(min_value_wrong), float(max_value_wrong)
+        self.min_value_correct, self.max_value_correct = float(min_value_correct), float(max_value_correct)
+        self.max_len = int(max_len)
+        self.accuracy = AccuracyReward(reference_column=reference_column, timeout_s=timeout_s)
+
+    def scale(self, correct: bool, length: int) -> float:
+        closeness = (1.0 + math.cos(math.pi * min(length, self.max_len) / self.max_len)) / 2  # 1 at L=0, 0 at max_len
+        if correct:
+            return self.min_value_correct + (self.max_value_correct - self.min_value_correct) * closeness
+        return self.max_value_wrong + (self.min_value_wrong - self.max_value_wrong) * closeness
+
+    def __call__(self, completions, prompts=None, completion_ids=None, **kwargs) -> list[float | None]:
+        correct = self.accuracy(completions, prompts=prompts, **kwargs)
+        lengths = completion_lengths(completions, completion_ids)
+        return [None if c is None else self.scale(c == 1.0, n) for c, n in zip(correct, lengths)]

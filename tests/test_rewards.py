@@ -1,0 +1,316 @@
+"""Each reward's score on real-looking completions: correct, wrong, malformed and reward-hacking ones.
+
+Completions are conversational (a list with one assistant message) and prompts end with the Countdown prefill
+"Let me solve this step by step.\\n<think>", as in training, unless a case says otherwise.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from r1pipeline.rewards.registry import REWARDS, reward_names
+
+PREFILL = "Let me solve this step by step.\n<think>"
+PROMPT = [{"role": "system", "content": "You are a helpful assistant."},
+          {"role": "user", "content": "What is one half written as a decimal? Put it in <answer> </answer> tags."},
+          {"role": "assistant", "content": PREFILL}]
+
+
+def conv(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def score(name: str, texts: list[str], params: dict | None = None, prompt=PROMPT, **columns) -> list:
+    reward_names()  # imports every reward module
+    reward = REWARDS[name](**(params or {}))
+    return reward([conv(t) for t in texts], prompts=[prompt] * len(texts), **columns)
+
+
+# ------------------------------------------------------------------------------------------------ accuracy
+
+ACCURACY_CASES = [
+    # (completion after the prefill, reference, expected)
+    # correct, plain decimal vs LaTeX fraction reference
+    (" 1/2 = 0.5</think>\n<answer>0.5</answer>", r"\frac{1}{2}", 1.0),
+    # correct, boxed LaTeX inside the answer block
+    (" half</think><answer>$\\boxed{\\frac{1}{2}}$</answer>", "0.5", 1.0),
+    # correct, integer with spaces
+    (" 12+71+33</think><answer> 116 </answer>", "116", 1.0),
+    # wrong value
+    (" 1/3?</think><answer>0.33</answer>", r"\frac{1}{2}", 0.0),
+    # the last answer block counts: a wrong final answer after a right one is wrong
+    ("</think><answer>0.5</answer><answer>7</answer>", "0.5", 0.0),
+    # no answer block: a boxed value at the end still counts (math datasets answer in \boxed{})
+    (" so the result is \\boxed{0.5}</think>", "1/2", 1.0),
+    # no answer block and no anchor: a number mentioned in passing does not count
+    (" maybe 0.5 or 3</think> I am not sure", "0.5", 0.0),
+    # malformed: unclosed answer block, no boxed value
+    ("</think><answer>0.5", "0.5", 0.0),
+    # hacked: words instead of math in the answer
+    ("</think><answer>the answer is correct</answer>", "0.5", 0.0),
+    # empty answer block
+    ("</think><answer></answer>", "0.5", 0.0),
+    # reference without any parsable math: skipped (None), not a made-up score
+    ("</think><answer>0.5</answer>", "see the figure", None),
+    # empty reference: skipped
+    ("</think><answer>0.5</answer>", "", None),
+]
+
+
+@pytest.mark.parametrize("completion,reference,expected", ACCURACY_CASES)
+def test_accuracy(completion, reference, expected):
+    assert score("accuracy", [completion], answer=[reference]) == [expected]
+
+
+def test_accuracy_reads_the_configured_reference_column():
+    # MATH-style rows carry the worked solution in `solution`; its boxed value is the reference
+    got = score("accuracy", ["</think><answer>\\frac{3}{4}</answer>", "</think><answer>3/5</answer>"],
+                {"reference_column": "solution"}, solution=["We get $\\boxed{\\frac34}$."] * 2)
+    assert got == [1.0, 0.0]
+
+
+def test_accuracy_missing_reference_column_raises_for_safe_reward_to_count():
+    with pytest.raises(KeyError, match="solution"):
+        score("accuracy", ["</think><answer>1</answer>"], {"reference_column": "solution"}, answer=["1"])
+
+
+COSINE_CASES = [
+    # (completion, completion length in tokens, expected) with max_len 100, reference 0.5
+    # correct and instant: the best score
+    ("</think><answer>0.5</answer>", 0, 1.0),
+    # correct at half max_len: midway between 0.5 and 1.0
+    ("</think><answer>0.5</answer>", 50, 0.75),
+    # correct at (or beyond) max_len: the lowest correct score
+    ("</think><answer>0.5</answer>", 150, 0.5),
+    # wrong and instant: the harshest penalty
+    ("</think><answer>2</answer>", 0, -1.0),
+    # wrong after thinking to max_len: penalized least
+    ("</think><answer>2</answer>", 100, -0.5),
+    # malformed (no answer at all) counts as wrong
+    (" I give up", 50, -0.75),
+]
+
+
+@pytest.mark.parametrize("completion,length,expected", COSINE_CASES)
+def test_cosine(completion, length, expected):
+    got = score("cosine", [completion], {"max_len": 100}, answer=["0.5"], completion_ids=[[1] * length])
+    assert got == [pytest.approx(expected)]
+
+
+def test_cosine_skips_when_the_reference_is_unparsable_and_counts_characters_without_token_ids():
+    assert score("cosine", ["</think><answer>1</answer>"], answer=["no math here"]) == [None]
+    # no completion_ids: length is in characters (here 28 of max_len 28 -> lowest correct score)
+    assert score("cosine", ["</think><answer>0.5</answer>"], {"max_len": 28}, answer=["0.5"]) == [0.5]
+
+
+# ------------------------------------------------------------------------------------------------ language
+
+ZH_PROMPT = [{"role": "user", "content": "请计算二分之一等于多少？"}, {"role": "assistant", "content": "<think>"}]
+RU_PROMPT = [{"role": "user", "content": "Сколько будет половина единицы?"}, {"role": "assistant", "content": "<think>"}]
+JA_PROMPT = [{"role": "user", "content": "半分はいくつですか？"}, {"role": "assistant", "content": "<think>"}]
+NUM_PROMPT = [{"role": "user", "content": "1/2 = ?"}, {"role": "assistant", "content": "<think>"}]
+
+LANGUAGE_CASES = [
+    # (prompt, completion, params, expected)
+    # English prompt, English chain of thought
+    (PROMPT, " First divide one by two.</think><answer>0.5</answer>", {}, 1.0),
+    # English prompt, 4 English words + 4 Chinese characters (each CJK character is a word)
+    (PROMPT, " First divide it 我们计算 now</think><answer>0.5</answer>", {}, 0.5),
+    # English prompt, fully Chinese chain of thought
+    (PROMPT, " 一除以二</think><answer>0.5</answer>", {}, 0.0),
+    # math, LaTeX, numbers, one-letter variables and tags are not words: 2 English words of 2
+    (PROMPT, " Let $x = \\frac{1}{2}$, so x = 0.5 \\cdot 1 done</think><answer>0.5</answer>", {}, 1.0),
+    # Chinese prompt, Chinese chain of thought with a formula
+    (ZH_PROMPT, "一除以二得 $0.5$</think><answer>0.5</answer>", {}, 1.0),
+    # Chinese prompt, chain of thought drifts into English: 5 Han characters, 5 English words
+    (ZH_PROMPT, "一除以二得 so the answer is half</think><answer>0.5</answer>", {}, 0.5),
+    # Russian prompt (Cyrillic), Russian chain of thought with one English word: 3 of 4
+    (RU_PROMPT, "Делим один пополам okay</think><answer>0.5</answer>", {}, 0.75),
+    # Japanese prompt: kanji and kana are both Japanese
+    (JA_PROMPT, "半分は０.５です</think><answer>0.5</answer>", {}, 1.0),
+    # a configured target overrides the prompt: Chinese required, English written
+    (PROMPT, " one half</think><answer>0.5</answer>", {"language": "zh"}, 0.0),
+    # unclosed (truncated) think block: its text still counts
+    (PROMPT, " First divide 一", {}, pytest.approx(2 / 3)),
+    # no chain of thought at all: nothing to be consistent, nothing rewarded
+    (PROMPT, "</think><answer>0.5</answer>", {}, 0.0),
+    # chain of thought of pure math: no word in another language
+    (PROMPT, " 1/2 = 0.5</think><answer>0.5</answer>", {}, 1.0),
+    # prompt without words and no configured language: target unknown, skipped
+    (NUM_PROMPT, "one half</think><answer>0.5</answer>", {}, None),
+]
+
+
+@pytest.mark.parametrize("prompt,completion,params,expected", LANGUAGE_CASES)
+def test_language_consistency(prompt, completion, params, expected):
+    assert score("language_consistency", [completion], params, prompt=prompt) == [expected]
+
+
+def test_language_consistency_rejects_an_unknown_language():
+    with pytest.raises(ValueError, match="unknown language or script 'klingon'"):
+        REWARDS["language_consistency"](language="klingon")
+
+
+# ------------------------------------------------------------------------------------------------ structure
+
+FORMAT_CASES = [
+    # (completion after the "...\n<think>" prefill, format, tag_count)
+    # the intended shape
+    (" 3+5=8, 8*2=16</think>\n<answer>(3 + 5) * 2</answer>", 1.0, 1.0),
+    # trailing whitespace is fine
+    (" add</think> <answer>16</answer>\n\n", 1.0, 1.0),
+    # text after the answer block
+    (" add</think><answer>16</answer> Hope this helps!", 0.0, 1.0),
+    # no answer block
+    (" add then multiply</think> The answer is 16.", 0.0, 0.5),
+    # answer but the think block never closed (closing tag missing)
+    (" add <answer>16</answer>", 0.0, 0.75),
+    # empty think block
+    ("</think><answer>16</answer>", 0.0, 1.0),
+    # repeated blocks earn nothing extra: two think/answer pairs
+    (" a</think><answer>1</answer><think>b</think><answer>16</answer>", 0.0, 0.0),
+    # a second think block nested inside the first
+    (" a <think> b </think></think><answer>16</answer>", 0.0, 0.5),
+    # tags out of order: answer before think closes
+    (" a <answer>16</answer></think>", 0.0, 0.5),
+    # hacked: the completion opens its own think block after the prefill (two <think>)
+    ("<think> a</think><answer>16</answer>", 0.0, 0.75),
+]
+
+
+@pytest.mark.parametrize("completion,expected_format,expected_tags", FORMAT_CASES)
+def test_format_and_tag_count(completion, expected_format, expected_tags):
+    assert score("format", [completion]) == [expected_format]
+    assert score("tag_count", [completion]) == [expected_tags]
+
+
+def test_format_without_prefill_needs_the_think_tag_first():
+    plain = [{"role": "user", "content": "2+2?"}]
+    assert score("format", ["<think>2+2=4</think><answer>4</answer>", "Sure! <think>x</think><answer>4</answer>"],
+                 prompt=plain) == [1.0, 0.0]
+
+
+STEPS_CASES = [
+    # (completion, expected) with min_steps 3
+    # explicit "Step n:" markers
+    (" Step 1: add 3 and 5. Step 2: multiply by 2. Step 3: check.</think>", 1.0),
+    # numbered lines
+    ("\n1. add\n2. multiply\n</think>", 2 / 3),
+    # bullets and sequencing words
+    ("\n- add\n* multiply\nFinally, check.</think>", 1.0),
+    # sequencing word without its comma, and a number mid-line: not steps
+    (" First we add 3. then 2. done</think>", 0.0),
+    # no structure at all
+    (" 3+5=8</think><answer>8</answer>", 0.0),
+    # more than min_steps is capped at 1
+    (" Step 1: a Step 2: b Step 3: c Step 4: d</think>", 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,expected", STEPS_CASES)
+def test_reasoning_steps(completion, expected):
+    assert score("reasoning_steps", [completion]) == [pytest.approx(expected)]
+
+
+REPETITION_CASES = [
+    # (completion, params, expected)
+    # no repeated trigram
+    ("add three and five then multiply by two", {}, 0.0),
+    # "a b c a b c": 4 trigrams, 3 distinct
+    ("a b c a b c", {}, -0.25),
+    # the same word 12 times: 10 trigrams, 1 distinct, scaled by max_penalty -0.5
+    ("so " * 12, {"max_penalty": -0.5}, -0.45),
+    # case-insensitive: "Wait wait wait" repeats
+    ("Wait wait WAIT wait", {"ngram_size": 2}, pytest.approx(-2 / 3)),
+    # shorter than n: no penalty
+    ("ok", {}, 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,params,expected", REPETITION_CASES)
+def test_repetition_penalty(completion, params, expected):
+    assert score("repetition_penalty", [completion], params) == [expected]
+
+
+def test_repetition_penalty_must_be_a_penalty():
+    with pytest.raises(ValueError, match="max_penalty: must be <= 0"):
+        REWARDS["repetition_penalty"](max_penalty=0.5)
+
+
+@pytest.mark.parametrize("length,expected", [
+    (0, 0.0),  # empty completion: no punishment
+    (80, 0.0),  # at the start of the buffer (L_max - L_cache)
+    (90, -0.5),  # halfway through the buffer
+    (100, -1.0),  # exactly L_max
+    (130, -1.0),  # beyond L_max (untruncated generations)
+])
+def test_overlong(length, expected):
+    assert score("overlong", ["x"], {"max_completion_length": 100, "buffer_length": 20},
+                 completion_ids=[[7] * length]) == [expected]
+
+
+def test_overlong_without_token_ids_skips():
+    assert score("overlong", ["x", "y"]) == [None, None]
+
+
+# ------------------------------------------------------------------------------------------------ task verifiers
+
+COUNTDOWN_CASES = [
+    # (completion, expected) for nums [3, 5, 2], target 16
+    # correct
+    (" 3+5=8, 8*2=16</think><answer>(3 + 5) * 2</answer>", 1.0),
+    # correct with a trailing "= 16"
+    ("</think><answer>(5 + 3) * 2 = 16</answer>", 1.0),
+    # wrong value
+    ("</think><answer>3 * 5 + 2</answer>", 0.0),
+    # hacked: right value, but a number used twice / one missing
+    ("</think><answer>8 * 2</answer>", 0.0),
+    # hacked: code instead of arithmetic
+    ("</think><answer>__import__('os').system('ls')</answer>", 0.0),
+    # hacked: power tower (** is not allowed)
+    ("</think><answer>3 ** 5 ** 2</answer>", 0.0),
+    # division by zero
+    ("</think><answer>3 * 5 / (2 - 2)</answer>", 0.0),
+    # too long: 5,000 digits (int() itself would refuse it)
+    ("</think><answer>" + "9" * 5000 + "</answer>", 0.0),
+    # 90 nested parentheses: they add no syntax-tree nodes, stay within the length bound, and still evaluate
+    ("</think><answer>" + "(" * 90 + "3 + 5" + ")" * 90 + " * 2</answer>", 1.0),
+    # too many nodes: unary minus 100 times
+    ("</think><answer>" + "-" * 100 + "16 + 3 + 5 + 2</answer>", 0.0),
+    # no answer block
+    (" (3 + 5) * 2", 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,expected", COUNTDOWN_CASES)
+def test_countdown(completion, expected):
+    assert score("countdown", [completion], nums=[[3, 5, 2]], target=[16]) == [expected]
+
+
+def _gym_rows(task: str, n: int, **params):
+    import reasoning_gym
+
+    data = reasoning_gym.create_dataset(task, size=n, seed=1, **params)
+    return [{"question": e["question"], "answer": str(e["answer"]), "task": task,
+             "metadata": json.dumps(e["metadata"], default=str)} for e in data]
+
+
+def test_reasoning_gym_uses_the_tasks_own_verifier():
+    row = _gym_rows("basic_arithmetic", 1)[0]
+    cols = {k: [row[k]] * 4 for k in ("task", "answer", "metadata", "question")}
+    completions = [f"</think><answer>{row['answer']}</answer>",  # correct
+                   "</think><answer>123456789</answer>",  # wrong
+                   f" the answer is {row['answer']}</think>",  # no answer block
+                   "</think><answer></answer>"]  # empty answer
+    assert score("reasoning_gym", completions, **cols) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_reasoning_gym_countdown_partial_credit():
+    # Countdown's verifier gives 0.05 for a well-formed wrong equation, 0.01 for garbage, 1.0 when right
+    row = {"task": "countdown", "answer": "3 * 5 + 1", "question": "",
+           "metadata": json.dumps({"numbers": [3, 5, 1], "target": 16})}
+    cols = {k: [v] * 3 for k, v in row.items()}
+    got = score("reasoning_gym", ["</think><answer>3 * 5 + 1</answer>", "</think><answer>3 + 5 + 1</answer>",
+                                  "</think><answer>sixteen</answer>"], **cols)
+    assert got == [1.0, 0.05, 0.01]
