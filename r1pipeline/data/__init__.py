@@ -69,8 +69,13 @@ def load_files(dcfg) -> Dataset:
         if kind is None:
             raise ConfigError(f"dataset.path: {path} has an unsupported suffix; use .jsonl, .json, .csv or .parquet")
         return load_dataset(kind, data_files=str(p), split="train")
+    subset = dcfg.get("subset")
+    if subset and Path(path).expanduser().is_dir():
+        # A local copy of a hub dataset: its subset is a subdirectory when saved with several, else the copy itself.
+        local = Path(path).expanduser()
+        path, subset = (str(local / subset), None) if (local / subset).is_dir() else (str(local), None)
     try:
-        return load_dataset(path, dcfg.get("subset"), split=dcfg.split)
+        return load_dataset(path, subset, split=dcfg.split)
     except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
         raise ConfigError(f"dataset.path: could not load {path!r} (split {dcfg.split!r}): {exc}. Offline? "
                           f"Point dataset.path at a local copy in the same schema.") from exc
