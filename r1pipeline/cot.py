@@ -23,6 +23,7 @@ SCRIPTS = {
     "thai": re.compile(r"[\u0E00-\u0E7F]"),
 }
 TAGS = re.compile(r"</?(think|answer)>")
+ANSWER_LEAD = re.compile(r"^(so,?\s+)?(the\s+)?(final\s+)?answer\s+is\s*:?\s*", re.I)
 # The order in which drop reasons are checked; a sample is counted under the first one it fails.
 DROP_REASONS = ("wrong", "mixed_language", "code_block", "long_paragraph", "duplicate")
 
@@ -52,16 +53,19 @@ def clean_reasoning(text: str) -> str:
 def refine(response: str, template: str) -> str | None:
     """Rewrite a raw response into the readable template (`{reasoning}`, `{answer}`); None if it has no reasoning.
 
-    A response without an answer block takes the last line of its reasoning as the answer, which is where R1-Zero
-    style outputs state it.
+    A response without an answer block takes the last line of its reasoning as the answer (where R1-Zero style
+    outputs state it), minus a leading "the answer is" and trailing punctuation; that line then leaves the reasoning
+    unless it was the only one.
     """
     reasoning, answer = split_response(response)
     reasoning = clean_reasoning(reasoning)
     if not reasoning:
         return None
     if answer is None:
-        answer = reasoning.splitlines()[-1].strip()
-    return template.format(reasoning=reasoning, answer=answer.strip())
+        *rest, last = reasoning.splitlines()
+        answer = ANSWER_LEAD.sub("", last.strip()).rstrip(" .!")
+        reasoning = "\n".join(rest).strip() or reasoning
+    return template.format(reasoning=reasoning, answer=answer.strip()) if answer.strip() else None
 
 
 def script_shares(text: str) -> dict[str, float]:

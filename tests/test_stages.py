@@ -4,6 +4,7 @@ rejection sampling with its drop counts, eval, infer, and the hand-off errors.""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,11 @@ def test_refine_rewrites_into_the_readable_template():
     raw = "Let me solve this step by step.\n<think> 3+5=8\n3+5=8\n\n\n\n8*2=16 </think>\n<answer> (3+5)*2 </answer>"
     assert refine(raw, TEMPLATE) == ("<think>\n3+5=8\n\n8*2=16\n\nSo the final answer is (3+5)*2.\n</think>\n"
                                       "<answer>(3+5)*2</answer>")
-    # an unclosed think without an answer block: the last line is the answer
-    assert refine("<think>try 3*5+1\nso 16", TEMPLATE).endswith("<answer>so 16</answer>")
+    # an unclosed think without an answer block: the last line is the answer, without its "the answer is"
+    assert refine("<think>try 3*5+1\nSo the answer is 16.", TEMPLATE) == (
+        "<think>\ntry 3*5+1\n\nSo the final answer is 16.\n</think>\n<answer>16</answer>")
+    assert refine("<think>The answer is 40.", TEMPLATE) == (
+        "<think>\nThe answer is 40.\n\nSo the final answer is 40.\n</think>\n<answer>40</answer>")
     assert refine("<think></think><answer>4</answer>", TEMPLATE) is None  # nothing to learn from
     assert clean_reasoning("a\n\n\n\nb  \nb") == "a\n\nb"
     assert longest_paragraph("ab\n\nabcd\n \nabc") == 4
@@ -185,6 +189,25 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
     assert "What is 2 + 2?" not in trained and "Think first." not in trained
 
 
+def test_sft_packs_conversations_when_asked(tmp_path, embedded_model_dir):
+    run_dir = tmp_path / "run"
+    _cold_start_from_file(tmp_path, run_dir)
+    summary = run_stage(compose_cfg(["model=tiny_random", "stage=sft2", "stage.data_from=cold_start",
+                                     "stage.trainer.packing=true", "stage.trainer.max_length=64",
+                                     "stage.trainer.max_steps=1"], run_dir=run_dir))
+    assert summary["steps"] == 1 and math.isfinite(summary["metrics"]["loss"]["last"])
+
+
+def test_reasoning_rl_alone_uses_its_own_reward_mix(tmp_path, embedded_model_dir):
+    cfg = compose_cfg(["model=tiny_random", "stage=reasoning_rl", "stage.init_from=base", "dataset.train_size=8",
+                       "dataset.test_size=4", "stage.trainer.max_steps=1", "stage.trainer.per_device_train_batch_size=4",
+                       "stage.trainer.num_generations=4", "stage.trainer.max_completion_length=8"],
+                      run_dir=tmp_path / "run")
+    summary = run_stage(cfg)
+    assert summary["steps"] == 1 and set(summary["reward_errors"]) == set(cfg.stage.rewards) != set(cfg.reward)
+    assert (tmp_path / "run" / "reasoning_rl" / "model" / "model.safetensors").is_file()
+
+
 def test_rejection_sampling_counts_what_it_kept_and_dropped(tmp_path, embedded_model_dir):
     cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.model_from=base",
                        "stage.verify=[test_always]", "stage.num_prompts=3", "stage.samples_per_prompt=2",
@@ -222,6 +245,20 @@ def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
     answers = _rows(result["answers"])
     assert [a["messages"][0]["content"] for a in answers] == ["What is 2 + 2?", "Name a colour."]
     assert all(a["messages"][-1]["role"] == "assistant" for a in answers)
+
+
+def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
+    import io
+
+    from r1pipeline.models import load_model, load_tokenizer
+    from r1pipeline.stages.infer import chat
+
+    cfg = compose_cfg(["model=tiny_random", "stage=infer", "stage.system=Be brief.", "stage.generation.max_new_tokens=3"])
+    tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
+    shown = io.StringIO()
+    messages = chat(model, tok, cfg, io.StringIO("hello\nand again\n\n"), shown)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert messages[3]["content"] == "and again" and shown.getvalue().count("model> ") == 2
 
 
 # ---------------------------------------------------------------- hand-off errors

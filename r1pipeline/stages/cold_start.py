@@ -26,7 +26,7 @@ from r1pipeline.logs import stage_logging
 from r1pipeline.models import load_model, load_tokenizer
 from r1pipeline.rewards.text import prefill_text
 from r1pipeline.rundir import finish_stage, input_model, prepare_stage_dir, write_manifest
-from r1pipeline.verify import Verifier
+from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
 GENERATING = ("r1_zero", "few_shot", "direct")
@@ -111,13 +111,16 @@ def loaded_rows(load_cfg) -> tuple[list[dict], dict]:
     return rows, {"loaded": len(rows), "kept": len(rows)}
 
 
+def training_prompts(cfg):
+    data = build_dataset(cfg.dataset)["train"]
+    return data.select(range(min(cfg.stage.num_prompts, len(data))))
+
+
 def check(cfg, columns: set[str]) -> None:
     stage = cfg.stage
     unknown = [m for m in stage.methods if m not in METHODS]
     if unknown or not stage.methods:
         raise ConfigError(f"stage.methods: {list(stage.methods)} must be a non-empty list of {list(METHODS)}")
-    from r1pipeline.verify import check_verifier
-
     if any(m in GENERATING for m in stage.methods):
         check_verifier(stage.verify, columns)
     if "few_shot" in stage.methods and not stage.few_shot_examples:
@@ -129,9 +132,7 @@ def run(cfg) -> dict:
     stage = cfg.stage
     sources = {m: stage.model_from[m] for m in stage.methods if m in GENERATING}
     paths = {name: input_model(cfg, name) for name in set(sources.values())}  # fails early: "run stage X first"
-    data = build_dataset(cfg.dataset)["train"] if sources else None
-    if sources:
-        data = data.select(range(min(stage.num_prompts, len(data))))
+    data = training_prompts(cfg) if sources else None
     check(cfg, set(data.column_names) if sources else set())
     out = prepare_stage_dir(cfg)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)

@@ -10,6 +10,7 @@ skipped and an interrupted one continues from its last checkpoint.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def stage_cfg(cfg, name: str) -> DictConfig:
     """The root config with `stage` replaced by the pipeline's block for `name`."""
-    sub = cfg.copy()
+    sub = copy.deepcopy(cfg)
     with open_dict(sub):
         sub.stage = cfg.stage[name]
     return sub
