@@ -46,8 +46,8 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
     return Path(out_png)
 
 
-COMPARISON_PANELS = (("reward (GRPO)", "reward"), ("completion length (tokens)", "completions/mean_length"),
-                     ("loss", "loss"))
+COMPARISON_PANELS = (("reward (GRPO)", "reward"), ("completion length (tokens, GRPO)", "completions/mean_length"),
+                     ("loss (GRPO and SFT)", "loss"))
 
 
 def plot_stage_comparison(stage_metrics: dict[str, Path], out_png: Path, title: str = "") -> Path | None:
@@ -61,12 +61,13 @@ def plot_stage_comparison(stage_metrics: dict[str, Path], out_png: Path, title: 
     panels = [(t, k) for t, k in COMPARISON_PANELS if any(k in r for rows in runs.values() for r in rows)]
     if not panels:
         return None
+    colors = {stage: f"C{i}" for i, stage in enumerate(runs)}  # one colour per stage on every panel
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
     for ax, (name, key) in zip(axes[0], panels):
         for stage, rows in runs.items():
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), marker=".", label=stage)
+                ax.plot(*zip(*pts), marker=".", label=stage, color=colors[stage])
         ax.set_xlabel("step")
         ax.set_title(name)
         ax.grid(alpha=0.3)
