@@ -5,6 +5,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from r1pipeline import callbacks as cb
@@ -96,6 +97,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     if trainer.is_world_process_zero():
         tok.save_pretrained(model_dir)
         plot_metrics(out / "metrics.jsonl", out / "rewards.png", title=f"{cfg.stage.name} ({cfg.model.name})")
-    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step,
+    peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "peak_gpu_mem_gb": peak,
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"),
             "reward_errors": {f.name: f.errors for f in funcs}}

@@ -61,12 +61,7 @@ def resolve_stage_output(cfg, stage: str, key: str = "model") -> Path:
 def last_checkpoint(d: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    # TRL trainers write `checkpoint-N/` straight into the stage directory (their output_dir).
-    for where in (Path(d) / "checkpoints", Path(d)):
-        found = get_last_checkpoint(str(where)) if where.is_dir() else None
-        if found:
-            return found
-    return None
+    return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
 
 
 def write_json(path: Path, obj) -> None:

@@ -15,10 +15,11 @@ from r1pipeline.stages import run_stage
 
 @register("test_length")
 class LengthReward:
-    """Test-only reward that varies with completion length, so a random model gets a learning signal."""
+    """Test-only reward that varies with the completion's character count, so a random model gets a learning signal
+    (random tokens vary in length; any saturating length reward would give every completion the same score)."""
 
     def __call__(self, completions, **kwargs):
-        return [min(1.0, len(c[0]["content"] if isinstance(c, list) else c) / 60) for c in completions]
+        return [(len(c[0]["content"] if isinstance(c, list) else c) % 5) / 4 for c in completions]
 
 
 def _rows(path):
@@ -87,3 +88,6 @@ def test_rerun_into_same_dir_is_refused_then_resume_continues(tiny_cfg):
 
     log = (Path(more.run.dir) / "r1_zero" / "log.txt").read_text()
     assert "resuming from" in log and "checkpoint-2" in log
+    # only step 3 was trained again: the metrics file holds steps 1, 2 (first run) and 3 (resumed), once each
+    steps = [r["step"] for r in _rows(Path(more.run.dir) / "r1_zero" / "metrics.jsonl") if "reward" in r]
+    assert steps == [1, 2, 3]

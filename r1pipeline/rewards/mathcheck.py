@@ -105,7 +105,7 @@ class _Helper:
         while len(buf) < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise MathTimeout(f"no answer within the timeout")
+                raise MathTimeout("no answer within the timeout")
             chunk = os.read(fd, n - len(buf))
             if not chunk:
                 raise RuntimeError(f"math-verify helper exited (code {self.proc.poll()})")

@@ -1,0 +1,31 @@
+"""The side-by-side benchmark harness runs end to end (tiny model, CPU); its numbers are not asserted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compare_grpo_harness_writes_the_table(tmp_path, embedded_model_dir):
+    from conftest import compose_cfg
+    from r1pipeline.models import load_model, load_tokenizer
+
+    cfg = compose_cfg(["model=tiny_random"])
+    model_dir = tmp_path / "tiny"
+    load_model(cfg.model, str(embedded_model_dir), True, random_init=True).save_pretrained(model_dir)
+    load_tokenizer(str(embedded_model_dir)).save_pretrained(model_dir)
+    out = tmp_path / "bench"
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "compare_grpo.py"), "--model-dir", str(model_dir),
+                          "--steps", "2", "--batch", "8", "--max-len", "8", "--out", str(out), "dataset.train_size=32"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    table = (out / "table.md").read_text()
+    for row in ("median_step_s", "rollout_tok_per_s", "peak_mem_gb", "format per step"):
+        assert row in table
+    results = json.loads((out / "results.json").read_text())
+    for side in ("reference", "project"):
+        assert results[side]["median_step_s"] > 0 and results[side]["peak_mem_gb"] > 0
+        assert len(results[side]["reward_curves"]["format"]) == 2
