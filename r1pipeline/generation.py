@@ -45,8 +45,8 @@ def _stop_ids(model, tok) -> set[int]:
 def _lengths(new_ids: torch.Tensor, stop: set[int]) -> list[int]:
     """Tokens generated per row ([B, T] new ids): up to and including the first stop token, else all of T."""
     is_stop = torch.isin(new_ids, torch.tensor(sorted(stop), device=new_ids.device))  # [B, T]
-    first = torch.where(is_stop.any(1), is_stop.int().argmax(1) + 1, torch.full_like(is_stop[:, 0], new_ids.shape[1], dtype=torch.long))
-    return first.tolist()
+    first = is_stop.int().argmax(1) + 1  # [B]; argmax is 0 when a row has no stop token
+    return torch.where(is_stop.any(1), first, new_ids.shape[1]).tolist()
 
 
 @torch.inference_mode()
@@ -56,7 +56,8 @@ def generate(model, tok, prompts, n: int = 1, max_new_tokens: int = 128, tempera
     texts = [render(tok, p) for p in prompts for _ in range(n)]
     tok.padding_side = "left"
     stop = _stop_ids(model, tok)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
+                else {"do_sample": False})
     model.eval()
     torch.manual_seed(seed)
     out_texts, out_lens, t0 = [], [], time.perf_counter()

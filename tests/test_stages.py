@@ -112,6 +112,10 @@ def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):
     gens = generate(model, tok, prompts, n=3, max_new_tokens=5, batch_size=4)
     assert [len(t) for t in gens.texts] == [3, 3] and all(1 <= n <= 5 for row in gens.num_tokens for n in row)
     assert gens.stats["sequences"] == 6 and gens.stats["tokens_per_s"] > 0 and tok.padding_side == "left"
+    # token counts stop at (and include) the first end-of-turn token; rows without one count every token
+    from r1pipeline.generation import _lengths
+
+    assert _lengths(torch.tensor([[5, 2, 2], [5, 6, 7], [2, 0, 0]]), {2}) == [2, 3, 1]
 
 
 # ---------------------------------------------------------------- stages alone

@@ -41,7 +41,8 @@ def builtin_non_reasoning(n: int, seed: int) -> list[dict]:
         lambda w: (f"Reverse the order of these words: {' '.join(w[:4])}", " ".join(reversed(w[:4]))),
         lambda w: (f"How many letters are in the word '{w[0]}'?", f"The word '{w[0]}' has {len(w[0])} letters."),
         lambda w: (f"Sort these words alphabetically: {', '.join(w[:3])}", ", ".join(sorted(w[:3]))),
-        lambda w: (f"Greet someone called {w[0].title()} in one short sentence.", f"Hello, {w[0].title()}! Nice to meet you."),
+        lambda w: (f"Greet someone called {w[0].title()} in one short sentence.",
+                   f"Hello, {w[0].title()}! Nice to meet you."),
     ]
     rows = []
     for i in range(n):
