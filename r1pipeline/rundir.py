@@ -46,12 +46,12 @@ def write_manifest(d: Path, cfg, status: str, **fields) -> dict:
     return manifest
 
 
-def resolve_stage_output(cfg, stage: str, key: str = "model") -> Path:
-    """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run."""
+def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "init_from/data_from") -> Path:
+    """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run; `field` names the input."""
     d = stage_dir(cfg, stage)
     manifest = read_manifest(d)
     if manifest is None or manifest.get("status") != "complete":
-        raise ConfigError(f"stage.init_from/data_from: stage {stage!r} has no complete output in {d}; "
+        raise ConfigError(f"stage.{field}: stage {stage!r} has no complete output in {d}; "
                           f"run stage {stage} first (python -m r1pipeline stage={stage} run.dir={cfg.run.dir})")
     if key not in manifest.get("outputs", {}):
         raise ConfigError(f"stage {stage!r} in {d} produced no {key}; it cannot be used as this input")
@@ -68,13 +68,13 @@ def write_json(path: Path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, default=str))
 
 
-def input_model(cfg, name: str) -> tuple[str, bool]:
+def input_model(cfg, name: str, field: str = "init_from") -> tuple[str, bool]:
     """(path, random_init) of the model a stage starts from: `base` = the model group, else an earlier stage's."""
     if name == "base":
         from r1pipeline.models import resolve_model_path
 
         return resolve_model_path(cfg.model.path), bool(cfg.model.random_init)
-    return str(resolve_stage_output(cfg, name, "model")), False
+    return str(resolve_stage_output(cfg, name, "model", field)), False
 
 
 def is_complete(cfg, name: str) -> bool:

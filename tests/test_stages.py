@@ -269,13 +269,13 @@ def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
 
 @pytest.mark.parametrize("overrides,message", [
     # SFT1 before any cold-start data exists
-    (["stage=sft1"], r"stage 'cold_start' has no complete output .*run stage cold_start first"),
+    (["stage=sft1"], r"stage\.data_from: stage 'cold_start' has no complete output .*run stage cold_start first"),
     # reasoning RL before SFT1
-    (["stage=reasoning_rl"], r"run stage sft1 first"),
+    (["stage=reasoning_rl"], r"stage\.init_from: stage 'sft1' .*run stage sft1 first"),
     # rejection sampling before reasoning RL
-    (["stage=rejection_sampling"], r"run stage reasoning_rl first"),
+    (["stage=rejection_sampling"], r"stage\.model_from: stage 'reasoning_rl' .*run stage reasoning_rl first"),
     # eval of a named stage that never ran
-    (["stage=eval", "stage.models=[base,sft2]"], r"run stage sft2 first"),
+    (["stage=eval", "stage.models=[base,sft2]"], r"stage\.models: stage 'sft2' .*run stage sft2 first"),
     # a name that is not a stage
     (["stage=sft2", "stage.init_from=sft3"], r"stage\.init_from: 'sft3' is neither 'base' nor a stage"),
     # a stage without a model as a model source

@@ -131,7 +131,7 @@ def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
     sources = {m: stage.model_from[m] for m in stage.methods if m in GENERATING}
-    paths = {name: input_model(cfg, name) for name in set(sources.values())}  # fails early: "run stage X first"
+    paths = {name: input_model(cfg, name, "model_from") for name in set(sources.values())}  # fails early
     data = training_prompts(cfg) if sources else None
     check(cfg, set(data.column_names) if sources else set())
     out = prepare_stage_dir(cfg)

@@ -61,7 +61,7 @@ def run(cfg) -> dict:
     if stage.k < 1 or stage.num_prompts < 1:
         raise ConfigError("stage.k and stage.num_prompts: must be at least 1")
     names = models_to_evaluate(cfg)
-    paths = {name: input_model(cfg, name) for name in names}  # fails early: "run stage X first"
+    paths = {name: input_model(cfg, name, "models") for name in names}  # fails early: "run stage X first"
     data = build_dataset(cfg.dataset)["test"]
     data = data.select(range(min(stage.num_prompts, len(data))))
     check_verifier(stage.verify, set(data.column_names))

@@ -54,7 +54,7 @@ def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
     prompts = read_prompts(stage.prompts_file, stage.system) if stage.prompts_file else None
-    path, random_init = input_model(cfg, stage.model_from)
+    path, random_init = input_model(cfg, stage.model_from, "model_from")
     out = stage_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     answers = Path(stage.output_file) if stage.output_file else out / "answers.jsonl"

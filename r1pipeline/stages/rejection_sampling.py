@@ -106,7 +106,7 @@ def sample_and_filter(cfg, model, tok, data, verifier) -> tuple[list[dict], dict
 def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
-    model_path, random_init = input_model(cfg, stage.model_from)  # fails early: "run stage X first"
+    model_path, random_init = input_model(cfg, stage.model_from, "model_from")  # fails early: "run stage X first"
     data = build_dataset(cfg.dataset)["train"]
     data = data.select(range(min(stage.num_prompts, len(data))))
     check(cfg, set(data.column_names))

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg) -> dict:
     validate(cfg)
-    dataset = resolve_stage_output(cfg, cfg.stage.data_from, "dataset")
+    dataset = resolve_stage_output(cfg, cfg.stage.data_from, "dataset", "data_from")
     model_path, random_init = input_model(cfg, cfg.stage.init_from)
     out = prepare_stage_dir(cfg)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
