@@ -12,6 +12,8 @@ import difflib
 from r1pipeline.errors import ConfigError
 
 GRPO_STAGES = {"r1_zero", "reasoning_rl"}
+SFT_STAGES = {"sft1", "sft2"}
+GENERATING_METHODS = ("r1_zero", "few_shot", "direct")  # cold_start methods that sample a model
 
 
 def check_trainer_fields(trainer_cfg, config_cls, where: str = "stage.trainer") -> None:
@@ -45,6 +47,42 @@ def check_grpo(cfg) -> None:
         raise ConfigError("stage.trainer.max_completion_length: must be at least 1")
 
 
+def check_sft(cfg) -> None:
+    from trl import SFTConfig
+
+    check_trainer_fields(cfg.stage.trainer, SFTConfig)
+    if cfg.stage.trainer.get("assistant_only_loss"):
+        raise ConfigError("stage.trainer.assistant_only_loss: not used; SFT stages train on the final assistant turn "
+                          "through the prompt/completion format (completion_only_loss), which works with any chat "
+                          "template; remove the field")
+
+
+def stage_inputs(stage) -> list[tuple[str, str]]:
+    """(field, stage name or 'base') for every input a stage config names: init_from, data_from, model_from."""
+    found = []
+    for field in ("init_from", "data_from", "model_from"):
+        value = stage.get(field)
+        if isinstance(value, str):
+            found.append((field, value))
+        elif value is not None:  # cold_start: one source model per generating method
+            found += [(f"{field}.{m}", value[m]) for m in stage.get("methods", []) if m in value]
+    found += [("models", m) for m in (stage.get("models") or [])]
+    return found
+
+
+def check_inputs(cfg) -> None:
+    from r1pipeline.stages import STAGES
+
+    for field, name in stage_inputs(cfg.stage):
+        if name != "base" and (name not in STAGES or name in ("pipeline", "infer", "eval")):
+            raise ConfigError(f"stage.{field}: {name!r} is neither 'base' nor a stage with an output "
+                              f"({sorted(set(STAGES) - {'pipeline', 'infer', 'eval'})})")
+    for method in cfg.stage.get("methods") or []:
+        if method in GENERATING_METHODS and method not in (cfg.stage.get("model_from") or {}):
+            raise ConfigError(f"stage.model_from.{method}: the {method} method needs a model to sample "
+                              f"(base or a stage name)")
+
+
 def check_hardware(cfg) -> None:
     """GPU profiles need that many CUDA GPUs on this machine; say which profile fits instead."""
     import torch
@@ -71,13 +109,13 @@ def validate(cfg) -> None:
 
     if cfg.stage.name not in STAGES:
         raise ConfigError(f"stage.name: {cfg.stage.name!r} is not a stage; choose one of {sorted(STAGES)}")
-    init_from = cfg.stage.get("init_from", "base")
-    if init_from != "base" and init_from not in STAGES:
-        raise ConfigError(f"stage.init_from: {init_from!r} is neither 'base' nor a stage ({sorted(STAGES)})")
+    check_inputs(cfg)
     check_hardware(cfg)
     check_quantization(cfg.model, cfg.hardware.use_cpu)
-    if init_from == "base":
+    if any(name == "base" for _, name in stage_inputs(cfg.stage)) or cfg.stage.name in ("pipeline", "eval"):
         check_model_path(cfg.model.path)
     if cfg.stage.name in GRPO_STAGES:
         check_grpo(cfg)
         validate_reward_config(cfg.stage.get("rewards") or cfg.reward)
+    if cfg.stage.name in SFT_STAGES:
+        check_sft(cfg)

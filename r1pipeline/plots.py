@@ -44,3 +44,58 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return Path(out_png)
+
+
+COMPARISON_PANELS = (("reward (GRPO)", "reward"), ("completion length (tokens, GRPO)", "completions/mean_length"),
+                     ("loss (GRPO and SFT)", "loss"))
+
+
+def plot_stage_comparison(stage_metrics: dict[str, Path], out_png: Path, title: str = "") -> Path | None:
+    """One line per stage on shared panels (reward, completion length, loss) from each stage's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {name: [r for r in read_metrics(p) if "train_runtime" not in r] for name, p in stage_metrics.items()}
+    panels = [(t, k) for t, k in COMPARISON_PANELS if any(k in r for rows in runs.values() for r in rows)]
+    if not panels:
+        return None
+    colors = {stage: f"C{i}" for i, stage in enumerate(runs)}  # one colour per stage on every panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (name, key) in zip(axes[0], panels):
+        for stage, rows in runs.items():
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=stage, color=colors[stage])
+        ax.set_xlabel("step")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def plot_eval_scores(rows: list[dict], out_png: Path, keys=("pass@1", "maj@k"), title: str = "") -> Path:
+    """Grouped bars of evaluation scores per model (rows: {"model": name, key: value, ...})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(rows)), 3.5))
+    width = 0.8 / len(keys)
+    for j, key in enumerate(keys):
+        ax.bar([i + j * width for i in range(len(rows))], [r[key] for r in rows], width, label=key)
+    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))], [r["model"] for r in rows])
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)

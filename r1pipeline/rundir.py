@@ -67,12 +67,12 @@ def write_manifest(d: Path, cfg, status: str, **fields) -> dict:
     return manifest
 
 
-def resolve_stage_output(cfg, stage: str, key: str = "model") -> Path:
-    """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run."""
+def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "init_from/data_from") -> Path:
+    """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run; `field` names the input."""
     d = stage_dir(cfg, stage)
     manifest = read_manifest(d)
     if manifest is None or manifest.get("status") != "complete":
-        raise ConfigError(f"stage.init_from/data_from: stage {stage!r} has no complete output in {d}; "
+        raise ConfigError(f"stage.{field}: stage {stage!r} has no complete output in {d}; "
                           f"run stage {stage} first (python -m r1pipeline stage={stage} run.dir={cfg.run.dir})")
     if key not in manifest.get("outputs", {}):
         raise ConfigError(f"stage {stage!r} in {d} produced no {key}; it cannot be used as this input")
@@ -89,3 +89,26 @@ def write_json(path: Path, obj) -> None:
     if not is_main_process():
         return
     Path(path).write_text(json.dumps(obj, indent=2, default=str))
+
+
+def input_model(cfg, name: str, field: str = "init_from") -> tuple[str, bool]:
+    """(path, random_init) of the model a stage starts from: `base` = the model group, else an earlier stage's."""
+    if name == "base":
+        from r1pipeline.models import resolve_model_path
+
+        return resolve_model_path(cfg.model.path), bool(cfg.model.random_init)
+    return str(resolve_stage_output(cfg, name, "model", field)), False
+
+
+def is_complete(cfg, name: str) -> bool:
+    manifest = read_manifest(stage_dir(cfg, name))
+    return manifest is not None and manifest.get("status") == "complete"
+
+
+def finish_stage(out: Path, cfg, inputs: dict, result: dict) -> dict:
+    """Write summary.json and the complete manifest from a stage's result (`outputs`, `metrics`, anything else)."""
+    summary = {"stage": cfg.stage.name, "status": "complete", "inputs": inputs, **result}
+    write_json(Path(out) / "summary.json", summary)
+    write_manifest(out, cfg, "complete", inputs=inputs, outputs=result.get("outputs", {}),
+                   metrics=result.get("metrics", {}))
+    return summary

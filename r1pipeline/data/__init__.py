@@ -57,7 +57,7 @@ def _reasoning_gym_rows(dcfg, size: int, seed: int) -> list[dict]:
     return rows
 
 
-def _load_files(dcfg) -> Dataset:
+def load_files(dcfg) -> Dataset:
     from datasets import load_dataset
 
     path = dcfg.path
@@ -69,8 +69,13 @@ def _load_files(dcfg) -> Dataset:
         if kind is None:
             raise ConfigError(f"dataset.path: {path} has an unsupported suffix; use .jsonl, .json, .csv or .parquet")
         return load_dataset(kind, data_files=str(p), split="train")
+    subset = dcfg.get("subset")
+    if subset and Path(path).expanduser().is_dir():
+        # A local copy of a hub dataset: its subset is a subdirectory when saved with several, else the copy itself.
+        local = Path(path).expanduser()
+        path, subset = (str(local / subset), None) if (local / subset).is_dir() else (str(local), None)
     try:
-        return load_dataset(path, dcfg.get("subset"), split=dcfg.split)
+        return load_dataset(path, subset, split=dcfg.split)
     except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
         raise ConfigError(f"dataset.path: could not load {path!r} (split {dcfg.split!r}): {exc}. Offline? "
                           f"Point dataset.path at a local copy in the same schema.") from exc
@@ -85,6 +90,37 @@ def _rename(ds: Dataset, dcfg) -> Dataset:
     return ds.rename_columns({theirs: ours for ours, theirs in mapping.items() if ours != theirs})
 
 
+def _after_hashes(text: str) -> str:
+    return text.rsplit("####", 1)[-1].strip().replace(",", "")
+
+
+def _last_boxed(text: str) -> str:
+    """Content of the last \\boxed{...} (balanced braces), or the text unchanged when there is none."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return text.strip()
+    i, depth = start + len("\\boxed{"), 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j].strip()
+    return text[i:].strip()
+
+
+# dataset.answer_extract: how to get the short reference answer out of a dataset's answer/solution column.
+ANSWER_EXTRACTORS = {"after_hashes": _after_hashes, "last_boxed": _last_boxed}  # GSM8K "#### 42"; MATH \\boxed{}
+
+
+def _extract_answer(ds: Dataset, dcfg) -> Dataset:
+    how = dcfg.get("answer_extract")
+    if not how:
+        return ds
+    if how not in ANSWER_EXTRACTORS or "answer" not in ds.column_names:
+        raise ConfigError(f"dataset.answer_extract: {how!r} needs an `answer` column and one of "
+                          f"{sorted(ANSWER_EXTRACTORS)}")
+    return ds.map(lambda r: {"answer": ANSWER_EXTRACTORS[how](str(r["answer"]))})
+
+
 def build_dataset(dcfg) -> DatasetDict:
     if dcfg.source not in SOURCES:
         raise ConfigError(f"dataset.source: {dcfg.source!r} is unknown; use one of {SOURCES}")
@@ -92,7 +128,7 @@ def build_dataset(dcfg) -> DatasetDict:
         train = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.train_size, dcfg.seed))
         test = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.test_size, dcfg.seed + 1_000_003))
     else:
-        full = _rename(_load_files(dcfg), dcfg)
+        full = _extract_answer(_rename(load_files(dcfg), dcfg), dcfg)
         if "answer" in full.column_names and full.features["answer"].dtype != "string":
             full = full.map(lambda r: {"answer": str(r["answer"])})
         n_test = min(dcfg.test_size, max(1, len(full) // 5))

@@ -8,6 +8,14 @@ import importlib
 
 STAGES = {
     "r1_zero": "r1pipeline.stages.r1_zero",
+    "cold_start": "r1pipeline.stages.cold_start",
+    "sft1": "r1pipeline.stages.sft1",
+    "reasoning_rl": "r1pipeline.stages.reasoning_rl",
+    "rejection_sampling": "r1pipeline.stages.rejection_sampling",
+    "sft2": "r1pipeline.stages.sft2",
+    "eval": "r1pipeline.stages.eval",
+    "infer": "r1pipeline.stages.infer",
+    "pipeline": "r1pipeline.stages.pipeline",
     "merge_lora": "r1pipeline.stages.merge_lora",
 }
 

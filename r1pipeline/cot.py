@@ -1,0 +1,131 @@
+"""Chains of thought as SFT data: the readable R1 template, and the rejection-sampling filters.
+
+R1 rewrites verified R1-Zero outputs into a readable format (reasoning, then a summary) and, for SFT2, keeps only
+correct samples whose reasoning is in one language, has no code blocks and no overlong paragraphs. These are pure
+functions on text so they can be tested on crafted samples.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from r1pipeline.rewards.text import extract_answer
+
+# Letter ranges of the scripts a chain of thought may drift between. Digits, punctuation and math symbols count
+# for none, so "x = 3" is not evidence of any language.
+SCRIPTS = {
+    "latin": re.compile(r"[A-Za-z\u00C0-\u024F]"),
+    "cjk": re.compile(r"[\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF]"),
+    "cyrillic": re.compile(r"[\u0400-\u04FF]"),
+    "arabic": re.compile(r"[\u0600-\u06FF]"),
+    "hebrew": re.compile(r"[\u0590-\u05FF]"),
+    "devanagari": re.compile(r"[\u0900-\u097F]"),
+    "thai": re.compile(r"[\u0E00-\u0E7F]"),
+}
+TAGS = re.compile(r"</?(think|answer)>")
+ANSWER_LEAD = re.compile(r"^(so,?\s+)?(the\s+)?(final\s+)?answer\s+is\s*:?\s*", re.I)
+# The order in which drop reasons are checked; a sample is counted under the first one it fails.
+DROP_REASONS = ("wrong", "mixed_language", "code_block", "long_paragraph", "duplicate")
+
+
+def split_response(response: str) -> tuple[str, str | None]:
+    """(reasoning, answer) of a response; reasoning is the think block, or what follows an unclosed `<think>`."""
+    answer = extract_answer(response)
+    head = response.split("<answer>", 1)[0]
+    if "<think>" in head:
+        head = head.rsplit("<think>", 1)[1]
+    reasoning = head.split("</think>", 1)[0]
+    return reasoning, answer
+
+
+def clean_reasoning(text: str) -> str:
+    """Strip tags and trailing spaces, collapse blank-line runs and drop a line repeated right after itself."""
+    lines, prev = [], None
+    for line in TAGS.sub("", text).splitlines():
+        line = line.rstrip()
+        if line and line.strip() == prev:
+            continue
+        lines.append(line)
+        prev = line.strip() or prev
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def refine(response: str, template: str) -> str | None:
+    """Rewrite a raw response into the readable template (`{reasoning}`, `{answer}`); None if it has no reasoning.
+
+    A response without an answer block takes the last line of its reasoning as the answer (where R1-Zero style
+    outputs state it), minus a leading "the answer is" and trailing punctuation; that line then leaves the reasoning
+    unless it was the only one.
+    """
+    reasoning, answer = split_response(response)
+    reasoning = clean_reasoning(reasoning)
+    if not reasoning:
+        return None
+    if answer is None:
+        *rest, last = reasoning.splitlines()
+        answer = ANSWER_LEAD.sub("", last.strip()).rstrip(" .!")
+        reasoning = "\n".join(rest).strip() or reasoning
+    return template.format(reasoning=reasoning, answer=answer.strip()) if answer.strip() else None
+
+
+def script_shares(text: str) -> dict[str, float]:
+    counts = {name: len(rx.findall(text)) for name, rx in SCRIPTS.items()}
+    total = sum(counts.values())
+    return {name: c / total for name, c in counts.items() if c} if total else {}
+
+
+def is_mixed_language(text: str, min_share: float = 0.05) -> bool:
+    """True when letters of two or more scripts each make up at least `min_share` of the text's letters."""
+    return sum(share >= min_share for share in script_shares(text).values()) > 1
+
+
+def has_code_block(text: str) -> bool:
+    return "```" in text
+
+
+def longest_paragraph(text: str) -> int:
+    """Characters in the longest paragraph (paragraphs are separated by blank lines)."""
+    return max((len(p.strip()) for p in re.split(r"\n\s*\n", text)), default=0)
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+class RejectionFilter:
+    """Decides keep/drop for each sample and counts why; `filters` is the stage's `filters:` block."""
+
+    def __init__(self, filters):
+        self.cfg = filters
+        self.seen: set[tuple[str, str]] = set()
+        self.dropped: Counter = Counter({r: 0 for r in DROP_REASONS})
+        self.kept = 0
+
+    def reason(self, prompt_key: str, response: str, score: float) -> str | None:
+        c = self.cfg
+        if score < c.min_score:
+            return "wrong"
+        if c.mixed_language and is_mixed_language(response, c.minor_script_share):
+            return "mixed_language"
+        if c.code_blocks and has_code_block(response):
+            return "code_block"
+        if c.max_paragraph_chars and longest_paragraph(response) > c.max_paragraph_chars:
+            return "long_paragraph"
+        key = (prompt_key, normalized(response))
+        if c.dedupe and key in self.seen:
+            return "duplicate"
+        self.seen.add(key)
+        return None
+
+    def __call__(self, prompt_key: str, response: str, score: float) -> bool:
+        why = self.reason(prompt_key, response, score)
+        if why is None:
+            self.kept += 1
+            return True
+        self.dropped[why] += 1
+        return False
+
+    def stats(self) -> dict:
+        total = self.kept + sum(self.dropped.values())
+        return {"samples": total, "kept": self.kept, "dropped": dict(self.dropped),
+                "kept_share": round(self.kept / total, 4) if total else 0.0}

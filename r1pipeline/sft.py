@@ -1,0 +1,96 @@
+"""Supervised fine-tuning with TRL's SFTTrainer, shared by the SFT1 (cold start) and SFT2 (rejection sampling) stages.
+
+Loss on the assistant turn only. SmolLM2's chat template (like many) has no `{% generation %}` markers, which
+`assistant_only_loss` needs, and TRL 1.16 can only patch templates it knows. So each `messages` row becomes TRL's
+conversational prompt/completion format (prompt = every turn but the last, completion = the final assistant turn)
+and `completion_only_loss=True` masks the prompt tokens; this works with any chat template.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from datasets import Dataset
+from omegaconf import OmegaConf
+
+from r1pipeline import callbacks as cb
+from r1pipeline.errors import ConfigError
+from r1pipeline.models import load_model, load_tokenizer, peft_config
+from r1pipeline.plots import plot_metrics, read_metrics
+from r1pipeline.rundir import last_checkpoint
+from r1pipeline.tracking import finish_tracking, tracking_callbacks
+
+log = logging.getLogger(__name__)
+HEADLINE = ("loss", "mean_token_accuracy", "entropy", "num_tokens", "grad_norm", "step_time")
+
+
+def prompt_completion(dataset_path: Path) -> Dataset:
+    """`messages` rows -> {prompt: all turns but the last, completion: [last assistant turn]}."""
+    rows = [json.loads(line) for line in Path(dataset_path).read_text().splitlines() if line.strip()]
+    bad = [i for i, r in enumerate(rows) if not r.get("messages") or r["messages"][-1]["role"] != "assistant"]
+    if not rows or bad:
+        raise ConfigError(f"{dataset_path}: every row needs `messages` ending with an assistant turn "
+                          f"({len(rows)} rows, bad rows {bad[:5]})")
+    return Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
+
+
+def sft_args(cfg, out: Path):
+    from trl import SFTConfig
+
+    hw = cfg.hardware
+    return SFTConfig(
+        output_dir=str(out),
+        run_name=f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
+        report_to="none",  # trackers are added as callbacks by r1pipeline.tracking
+        use_cpu=hw.use_cpu,
+        bf16=hw.bf16,
+        activation_checkpointing=hw.gradient_checkpointing,
+        seed=cfg.seed,
+        save_strategy="steps",
+        disable_tqdm=False,
+        completion_only_loss=True,
+        **OmegaConf.to_container(cfg.stage.trainer, resolve=True),
+    )
+
+
+def summarize(metrics_path: Path) -> dict:
+    rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
+    out = {}
+    for k in HEADLINE:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        if vals:
+            out[k] = {"first": vals[0], "last": vals[-1], "min": min(vals)}
+    return out
+
+
+def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bool) -> dict:
+    """Fine-tune `model_path` on `dataset_path`; writes model/, metrics.jsonl and loss.png into `out`."""
+    t0 = time.time()
+    data = prompt_completion(dataset_path)
+    tok = load_tokenizer(model_path)
+    model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
+    log.info("SFT %s: %s (%.1fM params) on %d conversations from %s", cfg.stage.name, model_path,
+             model.num_parameters() / 1e6, len(data), dataset_path)
+
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(model=model, processing_class=tok, args=sft_args(cfg, out), train_dataset=data,
+                         peft_config=peft_config(cfg.model))
+    cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"), cb.ReadableProgress(),
+                         *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
+    resume = last_checkpoint(out) if cfg.run.resume else None
+    if resume:
+        log.info("resuming from %s", resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        finish_tracking(cfg)
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(model_dir)
+        plot_metrics(out / "metrics.jsonl", out / "loss.png", title=f"{cfg.stage.name} ({cfg.model.name})")
+    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "examples": len(data),
+            "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl")}

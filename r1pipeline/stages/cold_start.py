@@ -1,0 +1,164 @@
+"""Cold start: a small SFT dataset of verified, readable long chains of thought (R1 section 2.3.1).
+
+python -m r1pipeline stage=cold_start run.dir=<run with r1_zero> [stage.methods=[r1_zero,few_shot,direct,load]]
+
+Methods, each adding rows with their provenance (method, source model, verification score):
+  r1_zero   sample the R1-Zero model on training prompts, keep verified-correct outputs, rewrite them readably;
+  few_shot  prompt a model with a few long-CoT examples, keep verified outputs, rewrite them;
+  direct    ask a model to reason step by step and verify its answer, keep verified outputs, rewrite them;
+  load      read an existing cold-start set in Bespoke-Stratos-17k's schema (`system`, `conversations`).
+Writes `dataset.jsonl` (one `messages` conversation per row: system, user, readable assistant turn).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from omegaconf import OmegaConf
+
+from r1pipeline.config import validate
+from r1pipeline.cot import normalized, refine
+from r1pipeline.data import build_dataset, load_files
+from r1pipeline.errors import ConfigError
+from r1pipeline.generation import generate_with
+from r1pipeline.logs import stage_logging
+from r1pipeline.models import load_model, load_tokenizer
+from r1pipeline.rewards.text import prefill_text
+from r1pipeline.rundir import finish_stage, input_model, prepare_stage_dir, write_manifest
+from r1pipeline.verify import Verifier, check_verifier
+
+log = logging.getLogger(__name__)
+GENERATING = ("r1_zero", "few_shot", "direct")
+METHODS = (*GENERATING, "load")
+
+
+def task_messages(prompt: list[dict]) -> list[dict]:
+    """The dataset's conversation without the assistant prefill: what SFT trains the model to answer."""
+    return [m for m in prompt if m["role"] != "assistant"]
+
+
+def method_prompt(method: str, prompt: list[dict], stage) -> list[dict]:
+    """The conversation a method samples from, built from the dataset's prompt (system, user, prefill)."""
+    if method == "r1_zero":
+        return prompt
+    system = [m for m in prompt if m["role"] == "system"]
+    user = next(m for m in prompt if m["role"] == "user")
+    prefill = [m for m in prompt if m["role"] == "assistant"]
+    if method == "direct":
+        return [*system, {"role": "user", "content": f"{user['content']}\n\n{stage.direct_instruction}"}, *prefill]
+    shots = [turn for ex in stage.few_shot_examples
+             for turn in ({"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.response})]
+    return [*system, *shots, user, *prefill]
+
+
+def generated_rows(method: str, model_name: str, model, tok, data, verifier, cfg) -> tuple[list[dict], dict]:
+    """Sample, verify, rewrite and dedupe one generating method's rows; returns (rows, stats)."""
+    stage = cfg.stage
+    prompts = [method_prompt(method, r["prompt"], stage) for r in data]
+    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed)
+    rows, seen, verified = [], set(), 0
+    for row, prompt, texts in zip(data, prompts, gens.texts):
+        scores = verifier.score([prompt] * len(texts), texts, [row] * len(texts))
+        for text, score in zip(texts, scores):
+            if score < stage.min_score:
+                continue
+            verified += 1
+            readable = refine(prefill_text(prompt) + text, stage.template)
+            key = (task_messages(row["prompt"])[-1]["content"], normalized(readable or ""))
+            if readable is None or key in seen:
+                continue
+            seen.add(key)
+            rows.append({"messages": [*task_messages(row["prompt"]), {"role": "assistant", "content": readable}],
+                         "answer": row["answer"], "method": method, "source_model": model_name,
+                         "score": round(score, 4)})
+    stats = {"prompts": len(prompts), "samples": sum(map(len, gens.texts)), "verified": verified,
+             "kept": len(rows), "generation": gens.stats}
+    log.info("cold start %s (%s): %d samples, %d verified, %d kept", method, model_name, stats["samples"],
+             verified, len(rows))
+    return rows, stats
+
+
+THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.S)
+SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)<\|end_of_solution\|>", re.S)
+
+
+def stratos_to_readable(value: str) -> str:
+    """Bespoke-Stratos' thought/solution markers to our think/answer tags (unmarked text is kept as is)."""
+    thought, solution = THOUGHT.search(value), SOLUTION.search(value)
+    if not (thought and solution):
+        return value.strip()
+    return f"<think>\n{thought.group(1).strip()}\n</think>\n<answer>{solution.group(1).strip()}</answer>"
+
+
+def loaded_rows(load_cfg) -> tuple[list[dict], dict]:
+    """Rows from a Bespoke-Stratos-17k-schema dataset (hub id or local copy)."""
+    ds = load_files(load_cfg)
+    missing = {"system", "conversations"} - set(ds.column_names)
+    if missing:
+        raise ConfigError(f"stage.load.path: {load_cfg.path} lacks column(s) {sorted(missing)}; the load method "
+                          f"reads Bespoke-Stratos-17k's schema (system, conversations[from, value])")
+    if load_cfg.limit:
+        ds = ds.select(range(min(load_cfg.limit, len(ds))))
+    roles = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+    rows = []
+    for r in ds:
+        turns = [{"role": roles[t["from"]], "content": t["value"] if roles[t["from"]] == "user"
+                  else stratos_to_readable(t["value"])} for t in r["conversations"]]
+        system = [{"role": "system", "content": r["system"]}] if r["system"] else []
+        rows.append({"messages": system + turns, "answer": "", "method": "load", "source_model": load_cfg.path,
+                     "score": None})
+    return rows, {"loaded": len(rows), "kept": len(rows)}
+
+
+def training_prompts(cfg):
+    data = build_dataset(cfg.dataset)["train"]
+    return data.select(range(min(cfg.stage.num_prompts, len(data))))
+
+
+def check(cfg, columns: set[str]) -> None:
+    stage = cfg.stage
+    unknown = [m for m in stage.methods if m not in METHODS]
+    if unknown or not stage.methods:
+        raise ConfigError(f"stage.methods: {list(stage.methods)} must be a non-empty list of {list(METHODS)}")
+    if any(m in GENERATING for m in stage.methods):
+        check_verifier(stage.verify, columns)
+    if "few_shot" in stage.methods and not stage.few_shot_examples:
+        raise ConfigError("stage.few_shot_examples: the few_shot method needs at least one {question, response}")
+
+
+def run(cfg) -> dict:
+    validate(cfg)
+    stage = cfg.stage
+    sources = {m: stage.model_from[m] for m in stage.methods if m in GENERATING}
+    paths = {name: input_model(cfg, name, "model_from") for name in set(sources.values())}  # fails early
+    data = training_prompts(cfg) if sources else None
+    check(cfg, set(data.column_names) if sources else set())
+    out = prepare_stage_dir(cfg)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    inputs = {"models": {m: paths[src][0] for m, src in sources.items()}, "dataset": cfg.dataset.name}
+    with stage_logging(out):
+        write_manifest(out, cfg, "running", inputs=inputs)
+        verifier = Verifier(stage.verify) if sources else None
+        rows, stats = [], {}
+        for name in dict.fromkeys(sources.values()):  # load each source model once
+            path, random_init = paths[name]
+            tok, model = load_tokenizer(path), load_model(cfg.model, path, cfg.hardware.use_cpu, random_init)
+            for method in [m for m, src in sources.items() if src == name]:
+                new, stats[method] = generated_rows(method, name, model, tok, data, verifier, cfg)
+                rows += new
+        if "load" in stage.methods:
+            new, stats["load"] = loaded_rows(stage.load)
+            rows += new
+        if not rows:
+            write_manifest(out, cfg, "failed", inputs=inputs, metrics=stats)
+            raise ConfigError(f"stage cold_start kept no rows ({json.dumps(stats)}); sample more "
+                              f"(stage.samples_per_prompt, stage.num_prompts), lower stage.min_score, or add "
+                              f"method load with a local cold-start set")
+        dataset = out / "dataset.jsonl"
+        dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        result = {"outputs": {"dataset": str(dataset)}, "rows": len(rows),
+                  "metrics": {"rows": len(rows), "per_method": stats}}
+        summary = finish_stage(out, cfg, inputs, result)
+        log.info("cold start: %d rows -> %s", len(rows), dataset)
+    return summary

@@ -1,0 +1,74 @@
+"""Infer: batch-answer prompts from a file, or chat interactively, with the base model or any stage's model.
+
+python -m r1pipeline stage=infer run.dir=<run> stage.model_from=sft2 stage.prompts_file=prompts.txt
+python -m r1pipeline stage=infer run.dir=<run> stage.model_from=reasoning_rl      (interactive chat; empty line or
+                                                                                  EOF ends it)
+A prompts file is .txt (one prompt per line) or .jsonl (`prompt`: a string, or `messages`: a conversation, per line).
+Answers go to `<run>/infer/answers.jsonl` (appended, so several runs can share a run directory).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from r1pipeline.config import validate
+from r1pipeline.errors import ConfigError
+from r1pipeline.generation import generate_with
+from r1pipeline.logs import stage_logging
+from r1pipeline.models import load_model, load_tokenizer
+from r1pipeline.rundir import input_model, stage_dir
+
+log = logging.getLogger(__name__)
+
+
+def read_prompts(path: str, system: str | None) -> list[list[dict]]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"stage.prompts_file: {path} does not exist; give a .txt or .jsonl file")
+    lines = [line for line in p.read_text().splitlines() if line.strip()]
+    head = [{"role": "system", "content": system}] if system else []
+    if p.suffix == ".jsonl":
+        rows = [json.loads(line) for line in lines]
+        return [r["messages"] if "messages" in r else head + [{"role": "user", "content": r["prompt"]}] for r in rows]
+    return [head + [{"role": "user", "content": line}] for line in lines]
+
+
+def chat(model, tok, cfg, stream_in=sys.stdin, stream_out=sys.stdout) -> list[dict]:
+    """A multi-turn chat on the terminal; returns the conversation."""
+    messages = [{"role": "system", "content": cfg.stage.system}] if cfg.stage.system else []
+    while True:
+        stream_out.write("you> ")
+        stream_out.flush()
+        line = stream_in.readline()
+        if not line.strip():
+            return messages
+        messages.append({"role": "user", "content": line.strip()})
+        reply = generate_with(model, tok, [messages], cfg.stage.generation, 1, cfg.seed).texts[0][0]
+        messages.append({"role": "assistant", "content": reply})
+        stream_out.write(f"model> {reply}\n")
+
+
+def run(cfg) -> dict:
+    validate(cfg)
+    stage = cfg.stage
+    prompts = read_prompts(stage.prompts_file, stage.system) if stage.prompts_file else None
+    path, random_init = input_model(cfg, stage.model_from, "model_from")
+    out = stage_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    answers = Path(stage.output_file) if stage.output_file else out / "answers.jsonl"
+    with stage_logging(out):
+        tok, model = load_tokenizer(path), load_model(cfg.model, path, cfg.hardware.use_cpu, random_init)
+        if prompts is None:
+            conversations = [chat(model, tok, cfg)]
+            stats = {}
+        else:
+            gens = generate_with(model, tok, prompts, stage.generation, 1, cfg.seed)
+            conversations = [p + [{"role": "assistant", "content": t[0]}] for p, t in zip(prompts, gens.texts)]
+            stats = gens.stats
+        with answers.open("a") as f:
+            f.writelines(json.dumps({"model": stage.model_from, "messages": c}) + "\n" for c in conversations)
+        log.info("infer with %s (%s): %d conversations -> %s", stage.model_from, path, len(conversations), answers)
+    return {"stage": "infer", "status": "complete", "model": path, "answers": str(answers),
+            "conversations": conversations, "generation": stats}

@@ -1,0 +1,133 @@
+"""Rejection sampling: the SFT2 dataset from the reasoning-RL model (R1 section 2.3.3).
+
+python -m r1pipeline stage=rejection_sampling run.dir=<run with reasoning_rl> [stage.samples_per_prompt=8]
+
+Samples k completions per training prompt (batched), keeps only verified-correct ones, drops chains of thought with
+mixed languages, code blocks or overlong paragraphs, dedupes, then mixes in non-reasoning examples (a configured
+share of the final set: simple instruction/chat examples built offline, or a local file). Writes `dataset.jsonl`
+(`messages` per row with provenance) and counts of what was kept and why the rest was dropped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+
+from omegaconf import OmegaConf
+
+from r1pipeline.config import validate
+from r1pipeline.cot import RejectionFilter
+from r1pipeline.data import build_dataset, load_files
+from r1pipeline.errors import ConfigError
+from r1pipeline.generation import generate_with
+from r1pipeline.logs import stage_logging
+from r1pipeline.models import load_model, load_tokenizer
+from r1pipeline.rewards.text import prefill_text
+from r1pipeline.rundir import finish_stage, input_model, prepare_stage_dir, write_manifest
+from r1pipeline.stages.cold_start import task_messages
+from r1pipeline.verify import Verifier, check_verifier
+
+log = logging.getLogger(__name__)
+
+WORDS = ["river", "lantern", "orbit", "maple", "signal", "harbor", "pepper", "canvas", "glacier", "violin", "meadow",
+         "copper", "falcon", "ribbon", "tunnel", "walnut"]
+
+
+def builtin_non_reasoning(n: int, seed: int) -> list[dict]:
+    """Simple instruction/chat pairs with exact answers and no chain of thought (R1 answers these directly)."""
+    rng = random.Random(seed)
+    tasks = [
+        lambda w: (f"Write the word '{w[0]}' in capital letters.", w[0].upper()),
+        lambda w: (f"Reverse the order of these words: {' '.join(w[:4])}", " ".join(reversed(w[:4]))),
+        lambda w: (f"How many letters are in the word '{w[0]}'?", f"The word '{w[0]}' has {len(w[0])} letters."),
+        lambda w: (f"Sort these words alphabetically: {', '.join(w[:3])}", ", ".join(sorted(w[:3]))),
+        lambda w: (f"Greet someone called {w[0].title()} in one short sentence.",
+                   f"Hello, {w[0].title()}! Nice to meet you."),
+    ]
+    rows = []
+    for i in range(n):
+        user, answer = tasks[i % len(tasks)](rng.sample(WORDS, 4))
+        rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]})
+    return rows
+
+
+def local_non_reasoning(nr_cfg, n: int) -> list[dict]:
+    """Rows of a local file with `messages`, or alpaca-style `instruction` + `output` columns."""
+    ds = load_files(OmegaConf.create({"source": "local", "path": nr_cfg.path}))
+    if "messages" in ds.column_names:
+        rows = [{"messages": r["messages"]} for r in ds]
+    elif {"instruction", "output"} <= set(ds.column_names):
+        rows = [{"messages": [{"role": "user", "content": r["instruction"]},
+                              {"role": "assistant", "content": r["output"]}]} for r in ds]
+    else:
+        raise ConfigError(f"stage.non_reasoning.path: {nr_cfg.path} needs a `messages` column or `instruction` and "
+                          f"`output` columns (it has {ds.column_names})")
+    random.Random(nr_cfg.seed).shuffle(rows)
+    return rows[:n]
+
+
+def non_reasoning_rows(nr_cfg, n_reasoning: int) -> list[dict]:
+    n = round(n_reasoning * nr_cfg.share / (1 - nr_cfg.share))
+    rows = builtin_non_reasoning(n, nr_cfg.seed) if nr_cfg.source == "builtin" else local_non_reasoning(nr_cfg, n)
+    return [{**r, "method": "non_reasoning", "source_model": nr_cfg.source if nr_cfg.source == "builtin"
+             else nr_cfg.path, "score": None} for r in rows]
+
+
+def check(cfg, columns: set[str]) -> None:
+    nr = cfg.stage.non_reasoning
+    if not 0 <= nr.share < 1:
+        raise ConfigError(f"stage.non_reasoning.share: {nr.share} must be in [0, 1) (the share of the final set)")
+    if nr.source not in ("builtin", "local") or (nr.source == "local" and not nr.path):
+        raise ConfigError("stage.non_reasoning.source: use builtin, or local with stage.non_reasoning.path=<file>")
+    if cfg.stage.samples_per_prompt < 1:
+        raise ConfigError("stage.samples_per_prompt: must be at least 1")
+    check_verifier(cfg.stage.verify, columns)
+
+
+def sample_and_filter(cfg, model, tok, data, verifier) -> tuple[list[dict], dict, dict]:
+    """k samples per prompt -> (kept rows, filter statistics, generation statistics)."""
+    stage = cfg.stage
+    prompts = [r["prompt"] for r in data]
+    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed)
+    keep = RejectionFilter(stage.filters)
+    rows = []
+    for row, prompt, texts in zip(data, prompts, gens.texts):
+        task = task_messages(prompt)
+        scores = verifier.score([prompt] * len(texts), texts, [row] * len(texts))
+        for text, score in zip(texts, scores):
+            response = prefill_text(prompt) + text
+            if keep(task[-1]["content"], response, score):
+                rows.append({"messages": [*task, {"role": "assistant", "content": response}],
+                             "answer": row["answer"], "method": "rejection_sampling",
+                             "source_model": stage.model_from, "score": round(score, 4)})
+    return rows, keep.stats(), gens.stats
+
+
+def run(cfg) -> dict:
+    validate(cfg)
+    stage = cfg.stage
+    model_path, random_init = input_model(cfg, stage.model_from, "model_from")  # fails early: "run stage X first"
+    data = build_dataset(cfg.dataset)["train"]
+    data = data.select(range(min(stage.num_prompts, len(data))))
+    check(cfg, set(data.column_names))
+    out = prepare_stage_dir(cfg)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    inputs = {"model": model_path, "dataset": cfg.dataset.name}
+    with stage_logging(out):
+        write_manifest(out, cfg, "running", inputs=inputs)
+        tok, model = load_tokenizer(model_path), load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init)
+        rows, filtered, generation = sample_and_filter(cfg, model, tok, data, Verifier(stage.verify))
+        log.info("rejection sampling kept %d of %d samples; dropped %s", filtered["kept"], filtered["samples"],
+                 filtered["dropped"])
+        if not rows:
+            write_manifest(out, cfg, "failed", inputs=inputs, metrics={"filter": filtered})
+            raise ConfigError(f"stage rejection_sampling kept no sample ({filtered}); sample more "
+                              f"(stage.samples_per_prompt, stage.num_prompts) or loosen stage.filters")
+        extra = non_reasoning_rows(stage.non_reasoning, len(rows))
+        dataset = out / "dataset.jsonl"
+        dataset.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+        metrics = {"rows": len(rows) + len(extra), "reasoning_rows": len(rows), "non_reasoning_rows": len(extra),
+                   "filter": filtered, "generation": generation}
+        result = {"outputs": {"dataset": str(dataset)}, "metrics": metrics}
+        summary = finish_stage(out, cfg, inputs, result)
+    return summary

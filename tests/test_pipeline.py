@@ -1,0 +1,97 @@
+"""The whole recipe on the tiny random model: `stage=pipeline experiment=pipeline_smoke` runs every stage into one run
+directory and ends with the eval table; a re-run with run.resume=true skips complete stages and continues an
+interrupted one from its last checkpoint; the final model answers through `stage=infer`."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import compose_cfg
+from r1pipeline.stages import run_stage
+
+ORDER = ["r1_zero", "cold_start", "sft1", "reasoning_rl", "rejection_sampling", "sft2", "eval"]
+# The smoke preset, shrunk further for the tiny model: fewer tokens everywhere, a checkpoint at every step.
+TINY_PIPELINE = [
+    "experiment=pipeline_smoke",
+    "model=tiny_random",
+    "dataset.train_size=8",
+    "dataset.test_size=4",
+    "stage.r1_zero.trainer.max_completion_length=8",
+    "stage.reasoning_rl.trainer.max_completion_length=8",
+    "stage.cold_start.num_prompts=2",
+    "stage.cold_start.generation.max_new_tokens=8",
+    "stage.rejection_sampling.num_prompts=2",
+    "stage.rejection_sampling.generation.max_new_tokens=8",
+    "stage.rejection_sampling.filters.mixed_language=false",  # random tokens mix scripts; the filter has its own test
+    "stage.sft1.trainer.max_length=256",
+    "stage.sft2.trainer.max_length=256",
+    "stage.sft2.trainer.save_steps=1",
+    "stage.eval.num_prompts=2",
+    "stage.eval.generation.max_new_tokens=8",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, embedded_model_dir):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: one thread per process is several times faster
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    summary = run_stage(compose_cfg(TINY_PIPELINE, run_dir=run_dir))
+    yield run_dir, summary
+    torch.set_num_threads(before)
+
+
+def _manifest(run_dir, stage):
+    return json.loads((run_dir / stage / "manifest.json").read_text())
+
+
+def test_pipeline_runs_every_stage_and_ends_with_the_eval_table(pipeline_run):
+    run_dir, summary = pipeline_run
+    assert summary["status"] == "complete" and list(summary["stages"]) == ORDER
+    assert all(s["status"] == "complete" for s in summary["stages"].values())
+    for stage in ORDER:
+        assert _manifest(run_dir, stage)["status"] == "complete", stage
+    # each stage read its input by naming the stage before it
+    assert _manifest(run_dir, "sft1")["inputs"]["dataset"] == str(run_dir / "cold_start" / "dataset.jsonl")
+    assert _manifest(run_dir, "reasoning_rl")["inputs"]["model"] == str(run_dir / "sft1" / "model")
+    assert _manifest(run_dir, "rejection_sampling")["inputs"]["model"] == str(run_dir / "reasoning_rl" / "model")
+    assert _manifest(run_dir, "sft2")["inputs"]["dataset"] == str(run_dir / "rejection_sampling" / "dataset.jsonl")
+    # the stage-specific reward mix stayed with its stage
+    assert _manifest(run_dir, "reasoning_rl")["config"]["stage"]["name"] == "reasoning_rl"
+
+    table = summary["table"].splitlines()
+    assert table[0] == "| model | pass@1 | maj@2 | mean score | mean length (tokens) | tokens/s |"
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["base", "r1_zero", "sft1", "reasoning_rl", "sft2"]
+    metrics = _manifest(run_dir, "eval")["metrics"]
+    assert all(0 <= m["pass@1"] <= 1 and 0 <= m["maj@k"] <= 1 and math.isfinite(m["mean_length"])
+               for m in metrics.values())
+    for name in ("results.csv", "scores.png", "curves.png"):
+        assert (run_dir / "eval" / name).is_file(), name
+    rs = _manifest(run_dir, "rejection_sampling")["metrics"]
+    assert rs["filter"]["samples"] == 4 and rs["rows"] == rs["reasoning_rows"] + rs["non_reasoning_rows"]
+
+
+def test_resume_skips_complete_stages_and_continues_an_interrupted_one(pipeline_run):
+    run_dir, _ = pipeline_run
+    manifest = _manifest(run_dir, "sft2")
+    manifest["status"] = "running"  # as if the process died during sft2
+    (run_dir / "sft2" / "manifest.json").write_text(json.dumps(manifest))
+    summary = run_stage(compose_cfg([*TINY_PIPELINE, "run.resume=true"], run_dir=run_dir))
+    assert {s: r["status"] for s, r in summary["stages"].items()} == {
+        **{s: "skipped (complete)" for s in ORDER}, "sft2": "complete"}
+    assert "resuming from" in (run_dir / "sft2" / "log.txt").read_text()
+    assert _manifest(run_dir, "sft2")["status"] == "complete"
+
+
+def test_infer_answers_with_the_final_model(pipeline_run, tmp_path):
+    run_dir, _ = pipeline_run
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is 3 + 4?"}) + "\n")
+    result = run_stage(compose_cfg(["model=tiny_random", "stage=infer", "stage.model_from=sft2",
+                                    f"stage.prompts_file={prompts}", "stage.generation.max_new_tokens=4"],
+                                   run_dir=run_dir))
+    assert result["model"] == str(run_dir / "sft2" / "model")
+    assert result["conversations"][0][-1]["role"] == "assistant"

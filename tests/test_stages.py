@@ -1,0 +1,301 @@
+"""The pieces the later stages are built from (filters, readable rewrite, pass@1/maj@k, batched generation), and each
+stage alone on the tiny random model: cold start from a local Bespoke-Stratos copy, SFT1 with its loss mask,
+rejection sampling with its drop counts, eval, infer, and the hand-off errors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import compose_cfg
+from r1pipeline.cot import RejectionFilter, clean_reasoning, is_mixed_language, longest_paragraph, refine
+from r1pipeline.errors import ConfigError
+from r1pipeline.evaluation import pass_and_majority
+from r1pipeline.rewards import register
+from r1pipeline.stages import run_stage
+
+TEMPLATE = "<think>\n{reasoning}\n\nSo the final answer is {answer}.\n</think>\n<answer>{answer}</answer>"
+FILTERS = OmegaConf.create({"min_score": 1.0, "mixed_language": True, "minor_script_share": 0.05, "code_blocks": True,
+                            "max_paragraph_chars": 200, "dedupe": True})
+GOOD = "<think>\n3 + 5 = 8, and 8 * 2 = 16.\n</think>\n<answer>(3 + 5) * 2</answer>"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two cores shared by several jobs: one thread per process is several times faster than oversubscribing.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@register("test_always")
+class AlwaysCorrect:
+    """Test-only verifier: every sample is correct, so a random model's outputs reach the filters."""
+
+    def __call__(self, completions, **kwargs):
+        return [1.0] * len(completions)
+
+
+def _rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- pure pieces
+
+def test_rejection_filters_drop_crafted_samples_and_count_why():
+    keep = RejectionFilter(FILTERS)
+    samples = [
+        ("p1", GOOD, 1.0, True),                                               # correct, clean: kept
+        ("p1", GOOD.replace("(3 + 5) * 2", "3 * 5 + 2"), 0.0, False),          # wrong answer
+        ("p2", "<think>\nFirst add 3 and 5. 然后乘以二 得到十六。\n</think><answer>16</answer>", 1.0, False),  # mixed language
+        ("p3", "<think>\n```python\nprint(3 + 5)\n```\n</think><answer>8</answer>", 1.0, False),     # code block
+        ("p4", "<think>\n" + "add the numbers " * 20 + "\n</think><answer>8</answer>", 1.0, False),  # 320-char paragraph
+        ("p1", GOOD.replace("\n", "\n "), 1.0, False),                         # duplicate of the first (whitespace)
+        ("p2", GOOD, 1.0, True),                                               # the same text for another prompt: kept
+    ]
+    assert [keep(p, text, score) for p, text, score, _ in samples] == [s[-1] for s in samples]
+    assert keep.stats() == {"samples": 7, "kept": 2, "kept_share": round(2 / 7, 4),
+                            "dropped": {"wrong": 1, "mixed_language": 1, "code_block": 1, "long_paragraph": 1,
+                                        "duplicate": 1}}
+
+
+@pytest.mark.parametrize("text,mixed", [
+    ("Let x = 3; then 2x = 6.", False),          # one script (digits and symbols count for none)
+    ("计算 3 加 5 等于 8", False),                  # one non-Latin script is not mixed
+    ("We add them: 3 + 5 = 8, 所以答案是八", True),  # Latin and CJK, both well above 5 %
+    ("The answer to this question is eight, written 八 in Chinese.", False),  # 1 CJK letter in 47: under 5 %
+    ("", False),
+])
+def test_mixed_language(text, mixed):
+    assert is_mixed_language(text, 0.05) is mixed
+
+
+def test_refine_rewrites_into_the_readable_template():
+    raw = "Let me solve this step by step.\n<think> 3+5=8\n3+5=8\n\n\n\n8*2=16 </think>\n<answer> (3+5)*2 </answer>"
+    assert refine(raw, TEMPLATE) == ("<think>\n3+5=8\n\n8*2=16\n\nSo the final answer is (3+5)*2.\n</think>\n"
+                                      "<answer>(3+5)*2</answer>")
+    # an unclosed think without an answer block: the last line is the answer, without its "the answer is"
+    assert refine("<think>try 3*5+1\nSo the answer is 16.", TEMPLATE) == (
+        "<think>\ntry 3*5+1\n\nSo the final answer is 16.\n</think>\n<answer>16</answer>")
+    assert refine("<think>The answer is 40.", TEMPLATE) == (
+        "<think>\nThe answer is 40.\n\nSo the final answer is 40.\n</think>\n<answer>40</answer>")
+    assert refine("<think></think><answer>4</answer>", TEMPLATE) is None  # nothing to learn from
+    assert clean_reasoning("a\n\n\n\nb  \nb") == "a\n\nb"
+    assert longest_paragraph("ab\n\nabcd\n \nabc") == 4
+
+
+@pytest.mark.parametrize("scores,answers,expected", [
+    # two prompts, k=3: prompt 1 has 2/3 correct with the majority right; prompt 2 has 1/3 with the majority wrong
+    ([[1, 1, 0], [0, 0, 1]], [["8", "8", "9"], ["5", "5", "7"]], {"pass@1": 0.5, "maj@k": 0.5, "mean_score": 0.5}),
+    # no answer blocks at all: nothing wins the vote
+    ([[0, 0]], [[None, None]], {"pass@1": 0.0, "maj@k": 0.0, "mean_score": 0.0}),
+    # a tie goes to the answer seen first (correct here)
+    ([[1, 0]], [["8", "9"]], {"pass@1": 0.5, "maj@k": 1.0, "mean_score": 0.5}),
+])
+def test_pass_at_1_and_majority(scores, answers, expected):
+    assert pass_and_majority(scores, answers, 1.0) == pytest.approx(expected)
+
+
+def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):
+    from r1pipeline.generation import generate
+    from r1pipeline.models import load_model, load_tokenizer
+
+    cfg = compose_cfg(["model=tiny_random"])
+    tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
+    prompts = [[{"role": "user", "content": "hi"}],
+               [{"role": "user", "content": "a much longer question here"}, {"role": "assistant", "content": "<think>"}]]
+    gens = generate(model, tok, prompts, n=3, max_new_tokens=5, batch_size=4)
+    assert [len(t) for t in gens.texts] == [3, 3] and all(1 <= n <= 5 for row in gens.num_tokens for n in row)
+    assert gens.stats["sequences"] == 6 and gens.stats["tokens_per_s"] > 0 and tok.padding_side == "left"
+    # token counts stop at (and include) the first end-of-turn token; rows without one count every token
+    from r1pipeline.generation import _lengths
+
+    assert _lengths(torch.tensor([[5, 2, 2], [5, 6, 7], [2, 0, 0]]), {2}) == [2, 3, 1]
+
+
+# ---------------------------------------------------------------- stages alone
+
+def _stratos_file(tmp_path) -> Path:
+    """Two rows in Bespoke-Stratos-17k's schema."""
+    rows = [{"system": "Think first.", "conversations": [
+        {"from": "user", "value": f"What is {a} + {a}?"},
+        {"from": "assistant", "value": f"<|begin_of_thought|>\n{a} plus {a} is {2 * a}.\n<|end_of_thought|>\n\n"
+                                       f"<|begin_of_solution|>\n\\boxed{{{2 * a}}}\n<|end_of_solution|>"}]}
+        for a in (2, 3)]
+    path = tmp_path / "stratos.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _cold_start_from_file(tmp_path, run_dir):
+    cfg = compose_cfg(["model=tiny_random", "stage=cold_start", "stage.methods=[load]", "stage.load.source=local",
+                       f"stage.load.path={_stratos_file(tmp_path)}"], run_dir=run_dir)
+    return run_stage(cfg)
+
+
+def test_cold_start_loads_a_bespoke_stratos_copy(tmp_path):
+    summary = _cold_start_from_file(tmp_path, tmp_path / "run")
+    rows = _rows(summary["outputs"]["dataset"])
+    assert rows[0]["messages"] == [
+        {"role": "system", "content": "Think first."}, {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "<think>\n2 plus 2 is 4.\n</think>\n<answer>\\boxed{4}</answer>"}]
+    assert rows[0]["method"] == "load" and summary["metrics"]["per_method"]["load"] == {"loaded": 2, "kept": 2}
+
+
+def test_cold_start_samples_verifies_and_rewrites(tmp_path, embedded_model_dir):
+    cfg = compose_cfg(["model=tiny_random", "stage=cold_start", "stage.methods=[few_shot,direct]",
+                       "stage.verify=[test_always]", "stage.num_prompts=2", "stage.samples_per_prompt=2",
+                       "stage.generation.max_new_tokens=8", "dataset.train_size=8", "dataset.test_size=4"],
+                      run_dir=tmp_path / "run")
+    summary = run_stage(cfg)
+    rows = _rows(summary["outputs"]["dataset"])
+    stats = summary["metrics"]["per_method"]
+    assert set(stats) == {"few_shot", "direct"} and all(s["samples"] == 4 and s["verified"] == 4 for s in stats.values())
+    assert len(rows) == sum(s["kept"] for s in stats.values()) >= 1
+    row = rows[0]
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    assert "Using the numbers" in row["messages"][1]["content"] and "Reason step by step" not in row["messages"][1]["content"]
+    assert row["messages"][2]["content"].startswith("<think>\n") and row["messages"][2]["content"].endswith("</answer>")
+    assert row["source_model"] == "base" and row["score"] == 1.0
+    assert stats["direct"]["generation"]["tokens_per_s"] > 0
+
+
+def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
+    run_dir = tmp_path / "run"
+    _cold_start_from_file(tmp_path, run_dir)
+    cfg = compose_cfg(["model=tiny_random", "stage=sft1", "stage.trainer.max_steps=2",
+                       "stage.trainer.per_device_train_batch_size=2", "stage.trainer.learning_rate=1e-2"], run_dir=run_dir)
+    summary = run_stage(cfg)
+    out = run_dir / "sft1"
+    for name in ("manifest.json", "summary.json", "metrics.jsonl", "log.txt", "model/model.safetensors"):
+        assert (out / name).is_file(), name
+    assert summary["steps"] == 2 and summary["inputs"]["dataset"].endswith("cold_start/dataset.jsonl")
+    assert set(summary["metrics"]) >= {"loss", "mean_token_accuracy"}
+
+    # The labels TRL builds from our rows: prompt tokens masked, the assistant turn (and its end token) trained.
+    from trl import SFTTrainer
+
+    from r1pipeline.models import load_model, load_tokenizer
+    from r1pipeline.sft import prompt_completion, sft_args
+
+    tok = load_tokenizer(str(embedded_model_dir))
+    trainer = SFTTrainer(model=load_model(cfg.model, str(embedded_model_dir), True, True), processing_class=tok,
+                         args=sft_args(cfg, tmp_path / "probe"),
+                         train_dataset=prompt_completion(run_dir / "cold_start" / "dataset.jsonl"))
+    ex = trainer.train_dataset[0]
+    trained = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100])
+    assert trained.startswith("<think>\n2 plus 2 is 4.") and trained.rstrip().endswith("<|im_end|>")
+    assert "What is 2 + 2?" not in trained and "Think first." not in trained
+
+
+def test_sft_packs_conversations_when_asked(tmp_path, embedded_model_dir):
+    run_dir = tmp_path / "run"
+    _cold_start_from_file(tmp_path, run_dir)
+    summary = run_stage(compose_cfg(["model=tiny_random", "stage=sft2", "stage.data_from=cold_start",
+                                     "stage.trainer.packing=true", "stage.trainer.max_length=64",
+                                     "stage.trainer.max_steps=1"], run_dir=run_dir))
+    assert summary["steps"] == 1 and math.isfinite(summary["metrics"]["loss"]["last"])
+
+
+def test_reasoning_rl_alone_uses_its_own_reward_mix(tmp_path, embedded_model_dir):
+    cfg = compose_cfg(["model=tiny_random", "stage=reasoning_rl", "stage.init_from=base", "dataset.train_size=8",
+                       "dataset.test_size=4", "stage.trainer.max_steps=1", "stage.trainer.per_device_train_batch_size=4",
+                       "stage.trainer.num_generations=4", "stage.trainer.max_completion_length=8"],
+                      run_dir=tmp_path / "run")
+    summary = run_stage(cfg)
+    assert summary["steps"] == 1 and set(summary["reward_errors"]) == set(cfg.stage.rewards) != set(cfg.reward)
+    assert (tmp_path / "run" / "reasoning_rl" / "model" / "model.safetensors").is_file()
+
+
+def test_rejection_sampling_counts_what_it_kept_and_dropped(tmp_path, embedded_model_dir):
+    cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.model_from=base",
+                       "stage.verify=[test_always]", "stage.num_prompts=3", "stage.samples_per_prompt=2",
+                       "stage.generation.max_new_tokens=8", "stage.filters.mixed_language=false",
+                       "stage.non_reasoning.share=0.5", "dataset.train_size=8", "dataset.test_size=4"],
+                      run_dir=tmp_path / "run")
+    summary = run_stage(cfg)
+    m = summary["metrics"]
+    assert m["filter"]["samples"] == 6 and m["filter"]["kept"] + sum(m["filter"]["dropped"].values()) == 6
+    assert set(m["filter"]["dropped"]) == {"wrong", "mixed_language", "code_block", "long_paragraph", "duplicate"}
+    assert m["non_reasoning_rows"] == m["reasoning_rows"] >= 1  # share 0.5: as many as kept
+    rows = _rows(summary["outputs"]["dataset"])
+    assert {r["method"] for r in rows} == {"rejection_sampling", "non_reasoning"}
+    assert all(r["messages"][-1]["role"] == "assistant" for r in rows)
+    manifest = json.loads((tmp_path / "run" / "rejection_sampling" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["metrics"]["filter"] == m["filter"]
+
+
+def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
+    run_dir = tmp_path / "run"
+    cfg = compose_cfg(["model=tiny_random", "stage=eval", "stage.num_prompts=2", "stage.k=2",
+                       "stage.generation.max_new_tokens=6", "dataset.train_size=8", "dataset.test_size=4"], run_dir=run_dir)
+    summary = run_stage(cfg)
+    assert list(summary["metrics"]) == ["base"]
+    assert set(summary["metrics"]["base"]) == {"pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s"}
+    assert summary["table"].startswith("| model | pass@1 | maj@2 |") and "| base | 0.000 |" in summary["table"]
+    for name in ("results.md", "results.csv", "scores.png", "samples.jsonl", "manifest.json"):
+        assert (run_dir / "eval" / name).is_file(), name
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2 + 2?\nName a colour.\n")
+    cfg = compose_cfg(["model=tiny_random", "stage=infer", f"stage.prompts_file={prompts}",
+                       "stage.generation.max_new_tokens=4"], run_dir=run_dir)
+    result = run_stage(cfg)
+    answers = _rows(result["answers"])
+    assert [a["messages"][0]["content"] for a in answers] == ["What is 2 + 2?", "Name a colour."]
+    assert all(a["messages"][-1]["role"] == "assistant" for a in answers)
+
+
+def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
+    import io
+
+    from r1pipeline.models import load_model, load_tokenizer
+    from r1pipeline.stages.infer import chat
+
+    cfg = compose_cfg(["model=tiny_random", "stage=infer", "stage.system=Be brief.", "stage.generation.max_new_tokens=3"])
+    tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
+    shown = io.StringIO()
+    messages = chat(model, tok, cfg, io.StringIO("hello\nand again\n\n"), shown)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert messages[3]["content"] == "and again" and shown.getvalue().count("model> ") == 2
+
+
+# ---------------------------------------------------------------- hand-off errors
+
+@pytest.mark.parametrize("overrides,message", [
+    # SFT1 before any cold-start data exists
+    (["stage=sft1"], r"stage\.data_from: stage 'cold_start' has no complete output .*run stage cold_start first"),
+    # reasoning RL before SFT1
+    (["stage=reasoning_rl"], r"stage\.init_from: stage 'sft1' .*run stage sft1 first"),
+    # rejection sampling before reasoning RL
+    (["stage=rejection_sampling"], r"stage\.model_from: stage 'reasoning_rl' .*run stage reasoning_rl first"),
+    # eval of a named stage that never ran
+    (["stage=eval", "stage.models=[base,sft2]"], r"stage\.models: stage 'sft2' .*run stage sft2 first"),
+    # a name that is not a stage
+    (["stage=sft2", "stage.init_from=sft3"], r"stage\.init_from: 'sft3' is neither 'base' nor a stage"),
+    # a stage without a model as a model source
+    (["stage=infer", "stage.model_from=eval"], r"stage\.model_from: 'eval' is neither 'base' nor a stage with an output"),
+    # an SFT trainer field that TRL does not have
+    (["stage=sft1", "+stage.trainer.lerning_rate=1"], r"stage\.trainer\.lerning_rate: not a field of trl\.SFTConfig"),
+    # pipeline order that feeds a stage before its input is made
+    (["stage=pipeline", "stage.order=[sft1,cold_start]"], r"stage\.sft1\.data_from: 'cold_start' does not run before sft1"),
+])
+def test_hand_off_errors_name_the_stage_to_run_first(tmp_path, overrides, message):
+    cfg = compose_cfg(["model=tiny_random", "dataset.train_size=8", "dataset.test_size=4", *overrides],
+                      run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=message):
+        run_stage(cfg)
+    assert not (tmp_path / "run" / cfg.stage.name).exists(), "a failed hand-off must not leave a stage directory"
+
+
+def test_incomplete_input_stage_is_not_used(tmp_path):
+    d = tmp_path / "run" / "cold_start"
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"status": "running", "outputs": {}}))
+    with pytest.raises(ConfigError, match="run stage cold_start first"):
+        run_stage(compose_cfg(["model=tiny_random", "stage=sft1"], run_dir=tmp_path / "run"))
