@@ -137,13 +137,13 @@ def freeze(cfg, run_dir: Path) -> Path:
 def launch(cfg) -> dict:
     """Plan, validate, freeze, write launch.sh and run it; returns the stage's summary.json as rank 0 wrote it."""
     from r1pipeline.config import validate
-    from r1pipeline.rundir import prepare_stage_dir
+    from r1pipeline.rundir import check_stage_dir
 
     plan = build_plan(cfg, Path(cfg.run.dir))
     log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
     validate(cfg)
     check_deepspeed(plan, cfg.hardware.name)
-    prepare_stage_dir(cfg)  # refuse a used stage directory here, before any rank starts
+    check_stage_dir(cfg)  # refuse a used stage directory here, before any rank starts
     freeze(cfg, plan.run_dir)
     script = plan.run_dir / LAUNCH_SCRIPT
     script.write_text(plan.script())

@@ -31,15 +31,23 @@ def stage_dir(cfg, name: str | None = None) -> Path:
     return Path(cfg.run.dir) / (name or cfg.stage.name)
 
 
+def check_stage_dir(cfg) -> None:
+    """Refuse a non-empty stage directory unless resuming (never mix two runs' files)."""
+    d = stage_dir(cfg)
+    if d.exists() and any(d.iterdir()) and not cfg.run.resume:
+        raise ConfigError(f"run.dir: {d} is not empty; pass run.resume=true to continue it, or pick a new run.dir")
+
+
 def prepare_stage_dir(cfg) -> Path:
-    """Create this stage's directory; refuse a non-empty one unless resuming (never mix two runs' files)."""
+    """Create this stage's directory and write its resolved `config.yaml`; refuse a non-empty directory unless
+    resuming (never mix two runs' files). Only rank 0 writes; other ranks wait until it has claimed the directory."""
     d = stage_dir(cfg)
     if not is_main_process():
         _wait_for_main_process(d)
         return d
-    if d.exists() and any(d.iterdir()) and not cfg.run.resume:
-        raise ConfigError(f"run.dir: {d} is not empty; pass run.resume=true to continue it, or pick a new run.dir")
+    check_stage_dir(cfg)
     d.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, d / "config.yaml", resolve=True)
     return d
 
 

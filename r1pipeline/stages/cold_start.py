@@ -15,7 +15,6 @@ import json
 import logging
 import re
 
-from omegaconf import OmegaConf
 
 from r1pipeline.config import validate
 from r1pipeline.cot import normalized, refine
@@ -135,7 +134,6 @@ def run(cfg) -> dict:
     data = training_prompts(cfg) if sources else None
     check(cfg, set(data.column_names) if sources else set())
     out = prepare_stage_dir(cfg)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     inputs = {"models": {m: paths[src][0] for m, src in sources.items()}, "dataset": cfg.dataset.name}
     with stage_logging(out):
         write_manifest(out, cfg, "running", inputs=inputs)

@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 
-from omegaconf import OmegaConf
 
 from r1pipeline.config import validate
 from r1pipeline.data import build_dataset
@@ -66,7 +65,6 @@ def run(cfg) -> dict:
     data = data.select(range(min(stage.num_prompts, len(data))))
     check_verifier(stage.verify, set(data.column_names))
     out = prepare_stage_dir(cfg)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     inputs = {"models": {n: p for n, (p, _) in paths.items()}, "dataset": cfg.dataset.name, "prompts": len(data)}
     with stage_logging(out):
         write_manifest(out, cfg, "running", inputs=inputs)

@@ -44,7 +44,6 @@ def run(cfg) -> dict:
     t0 = time.time()
     adapter, base_path, model_cfg, random_init = adapter_source(cfg)
     out = prepare_stage_dir(cfg)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     inputs = {"adapter": str(adapter), "base": base_path}
     with stage_logging(out):
         write_manifest(out, cfg, "running", inputs=inputs)

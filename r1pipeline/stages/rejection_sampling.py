@@ -111,7 +111,6 @@ def run(cfg) -> dict:
     data = data.select(range(min(stage.num_prompts, len(data))))
     check(cfg, set(data.column_names))
     out = prepare_stage_dir(cfg)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     inputs = {"model": model_path, "dataset": cfg.dataset.name}
     with stage_logging(out):
         write_manifest(out, cfg, "running", inputs=inputs)

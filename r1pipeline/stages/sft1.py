@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import OmegaConf
 
 from r1pipeline.config import validate
 from r1pipeline.logs import stage_logging
@@ -21,7 +20,6 @@ def run(cfg) -> dict:
     dataset = resolve_stage_output(cfg, cfg.stage.data_from, "dataset", "data_from")
     model_path, random_init = input_model(cfg, cfg.stage.init_from)
     out = prepare_stage_dir(cfg)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     inputs = {"model": model_path, "dataset": str(dataset)}
     with stage_logging(out):
         write_manifest(out, cfg, "running", inputs=inputs)
