@@ -13,8 +13,7 @@ from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.plots import plot_metrics, read_metrics
 from r1pipeline.rewards import build_rewards, validate_reward_config
-from r1pipeline.logs import stage_logging
-from r1pipeline.rundir import finish_stage, input_model, last_checkpoint, prepare_stage_dir, write_manifest
+from r1pipeline.rundir import execute_stage, input_model, last_checkpoint
 from r1pipeline.tracking import finish_tracking, tracking_callbacks
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
 
 
 def run_grpo_stage(cfg) -> dict:
-    """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, stage directory, training, hand-off.
+    """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, then training in the stage directory.
 
     Everything that can fail on bad input (config, named input stage, dataset columns) fails before the stage
     directory is created or a model loads.
@@ -119,11 +118,4 @@ def run_grpo_stage(cfg) -> dict:
     validate(cfg)
     model_path, random_init = input_model(cfg, cfg.stage.init_from)  # "run stage X first" when missing
     data = prepare_data(cfg)
-    out = prepare_stage_dir(cfg)
-    inputs = {"model": model_path}
-    with stage_logging(out):
-        write_manifest(out, cfg, "running", inputs=inputs)
-        result = run_grpo(cfg, out, data, model_path, random_init)
-        summary = finish_stage(out, cfg, inputs, result)
-        log.info("%s done in %.0f s: %s", cfg.stage.name, result["wall_s"], out)
-    return summary
+    return execute_stage(cfg, {"model": model_path}, lambda out: run_grpo(cfg, out, data, model_path, random_init))

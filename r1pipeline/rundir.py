@@ -120,3 +120,17 @@ def finish_stage(out: Path, cfg, inputs: dict, result: dict) -> dict:
     write_manifest(out, cfg, "complete", inputs=inputs, outputs=result.get("outputs", {}),
                    metrics=result.get("metrics", {}))
     return summary
+
+
+def execute_stage(cfg, inputs: dict, work) -> dict:
+    """The frame every training stage shares: prepare its directory, log into it, mark the manifest running,
+    run `work(stage_dir) -> result`, then write summary.json and the complete manifest. Returns the summary."""
+    from r1pipeline.logs import stage_logging
+
+    out = prepare_stage_dir(cfg)
+    with stage_logging(out):
+        write_manifest(out, cfg, "running", inputs=inputs)
+        result = work(out)
+        summary = finish_stage(out, cfg, inputs, result)
+        log.info("%s done in %.0f s: %s", cfg.stage.name, result.get("wall_s", 0.0), out)
+    return summary

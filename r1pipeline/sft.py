@@ -19,7 +19,7 @@ from r1pipeline import callbacks as cb
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.plots import plot_metrics, read_metrics
-from r1pipeline.rundir import last_checkpoint
+from r1pipeline.rundir import execute_stage, input_model, last_checkpoint, resolve_stage_output
 from r1pipeline.tracking import finish_tracking, tracking_callbacks
 
 log = logging.getLogger(__name__)
@@ -94,3 +94,14 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
         plot_metrics(out / "metrics.jsonl", out / "loss.png", title=f"{cfg.stage.name} ({cfg.model.name})")
     return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "examples": len(data),
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl")}
+
+
+def run_sft_stage(cfg) -> dict:
+    """A whole SFT stage (SFT1, SFT2): checks, the named dataset and start model, then training."""
+    from r1pipeline.config import validate
+
+    validate(cfg)
+    dataset = resolve_stage_output(cfg, cfg.stage.data_from, "dataset", "data_from")
+    model_path, random_init = input_model(cfg, cfg.stage.init_from)
+    inputs = {"model": model_path, "dataset": str(dataset)}
+    return execute_stage(cfg, inputs, lambda out: run_sft(cfg, out, dataset, model_path, random_init))
