@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from r1pipeline import callbacks as cb
 from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
-from r1pipeline.plots import plot_metrics, read_metrics
+from r1pipeline.plots import plot_metrics, summarize_metrics
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rundir import execute_stage, input_model, last_checkpoint
 from r1pipeline.tracking import finish_tracking, tracking_callbacks
@@ -44,15 +44,9 @@ HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clip
 
 
 def summarize(metrics_path: Path) -> dict:
-    """First and last values of the headline metrics, for summary.json and the manifest."""
-    rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
-    keys = sorted({k for r in rows for k in r if k in HEADLINE or (k.startswith("rewards/") and k.endswith(("/mean", "/errors")))})
-    out = {}
-    for k in keys:
-        vals = [r[k] for r in rows if r.get(k) is not None]
-        if vals:
-            out[k] = {"first": vals[0], "last": vals[-1], "max": max(vals)}
-    return out
+    """First/last/min/max of the headline metrics and per-reward means and errors, for summary.json."""
+    return summarize_metrics(metrics_path, lambda k: k in HEADLINE or (
+        k.startswith("rewards/") and k.endswith(("/mean", "/errors"))))
 
 
 def reward_cfg(cfg):

@@ -12,6 +12,27 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def summarize_metrics(metrics_path: Path, keep) -> dict:
+    """{metric: {first, last, min, max}} over a stage's logged steps, for the metrics `keep(name)` selects."""
+    rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
+    out = {}
+    for k in sorted({k for r in rows for k in r if keep(k)}):
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        if vals:
+            out[k] = {"first": vals[0], "last": vals[-1], "min": min(vals), "max": max(vals)}
+    return out
+
+
+def _save(fig, title: str, out_png: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)
+
+
 def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | None:
     import matplotlib
 
@@ -39,11 +60,7 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return _save(fig, title, out_png)
 
 
 COMPARISON_PANELS = (("reward (GRPO)", "reward"), ("completion length (tokens, GRPO)", "completions/mean_length"),
@@ -72,11 +89,7 @@ def plot_stage_comparison(stage_metrics: dict[str, Path], out_png: Path, title: 
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return _save(fig, title, out_png)
 
 
 def plot_eval_scores(rows: list[dict], out_png: Path, keys=("pass@1", "maj@k"), title: str = "") -> Path:

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from r1pipeline import callbacks as cb
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
-from r1pipeline.plots import plot_metrics, read_metrics
+from r1pipeline.plots import plot_metrics, summarize_metrics
 from r1pipeline.rundir import execute_stage, input_model, last_checkpoint, resolve_stage_output
 from r1pipeline.tracking import finish_tracking, tracking_callbacks
 
@@ -56,13 +56,7 @@ def sft_args(cfg, out: Path):
 
 
 def summarize(metrics_path: Path) -> dict:
-    rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
-    out = {}
-    for k in HEADLINE:
-        vals = [r[k] for r in rows if r.get(k) is not None]
-        if vals:
-            out[k] = {"first": vals[0], "last": vals[-1], "min": min(vals)}
-    return out
+    return summarize_metrics(metrics_path, lambda k: k in HEADLINE)
 
 
 def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bool) -> dict:
