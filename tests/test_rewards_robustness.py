@@ -222,7 +222,11 @@ def test_shipped_mixes_compose_with_overrides():
     assert cfg.reward.cosine.max_len == 500
     funcs, _ = build_rewards(cfg.reward)
     assert funcs[3].reward.max_len == 500
-    assert compose_cfg(["reward=dapo"]).reward.overlong.max_completion_length == 96  # the trainer's
+    # overlong's length follows the trainer's max_completion_length, also when that is overridden
+    dapo = compose_cfg(["reward=dapo", "stage.trainer.max_completion_length=96"])
+    assert dapo.reward.overlong.max_completion_length == 96
+    default = compose_cfg(["reward=dapo"])
+    assert default.reward.overlong.max_completion_length == default.stage.trainer.max_completion_length
 
 
 @pytest.mark.parametrize("mix,message", [
