@@ -6,15 +6,15 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from r1pipeline import callbacks as cb
 from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
-from r1pipeline.plots import plot_metrics, summarize_metrics
+from r1pipeline.plots import summarize_metrics
 from r1pipeline.rewards import build_rewards, validate_reward_config
-from r1pipeline.rundir import execute_stage, input_model, last_checkpoint
-from r1pipeline.tracking import finish_tracking, tracking_callbacks
+from r1pipeline.rundir import execute_stage, input_model
+from r1pipeline.tracking import tracking_callbacks
+from r1pipeline.training import common_args, train_and_save
 
 log = logging.getLogger(__name__)
 
@@ -22,20 +22,7 @@ log = logging.getLogger(__name__)
 def grpo_args(cfg, out: Path, reward_weights: list[float]):
     from trl import GRPOConfig
 
-    hw = cfg.hardware
-    return GRPOConfig(
-        output_dir=str(out),
-        run_name=f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
-        report_to="none",  # trackers are added as callbacks by r1pipeline.tracking, after our own
-        use_cpu=hw.use_cpu,
-        bf16=hw.bf16,
-        activation_checkpointing=hw.gradient_checkpointing,
-        seed=cfg.seed,
-        reward_weights=reward_weights,
-        save_strategy="steps",
-        disable_tqdm=False,
-        **OmegaConf.to_container(cfg.stage.trainer, resolve=True),
-    )
+    return GRPOConfig(reward_weights=reward_weights, **common_args(cfg, out))
 
 
 HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
@@ -81,20 +68,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
-    resume = last_checkpoint(out) if cfg.run.resume else None
-    if resume:
-        log.info("resuming from %s", resume)
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    except BaseException as exc:
-        finish_tracking(cfg, error=exc)
-        raise
-    finish_tracking(cfg)
-    model_dir = out / "model"
-    trainer.save_model(str(model_dir))
-    if trainer.is_world_process_zero():
-        tok.save_pretrained(model_dir)
-        plot_metrics(out / "metrics.jsonl", out / "rewards.png", title=f"{cfg.stage.name} ({cfg.model.name})")
+    model_dir = train_and_save(trainer, tok, cfg, out, "rewards.png")
     peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
     return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "peak_gpu_mem_gb": peak,
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"),

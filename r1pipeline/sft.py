@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 from datasets import Dataset
-from omegaconf import OmegaConf
 
 from r1pipeline import callbacks as cb
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
-from r1pipeline.plots import plot_metrics, summarize_metrics
-from r1pipeline.rundir import execute_stage, input_model, last_checkpoint, resolve_stage_output
-from r1pipeline.tracking import finish_tracking, tracking_callbacks
+from r1pipeline.plots import summarize_metrics
+from r1pipeline.rundir import execute_stage, input_model, resolve_stage_output
+from r1pipeline.tracking import tracking_callbacks
+from r1pipeline.training import common_args, train_and_save
 
 log = logging.getLogger(__name__)
 HEADLINE = ("loss", "mean_token_accuracy", "entropy", "num_tokens", "grad_norm", "step_time")
@@ -39,20 +39,7 @@ def prompt_completion(dataset_path: Path) -> Dataset:
 def sft_args(cfg, out: Path):
     from trl import SFTConfig
 
-    hw = cfg.hardware
-    return SFTConfig(
-        output_dir=str(out),
-        run_name=f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
-        report_to="none",  # trackers are added as callbacks by r1pipeline.tracking
-        use_cpu=hw.use_cpu,
-        bf16=hw.bf16,
-        activation_checkpointing=hw.gradient_checkpointing,
-        seed=cfg.seed,
-        save_strategy="steps",
-        disable_tqdm=False,
-        completion_only_loss=True,
-        **OmegaConf.to_container(cfg.stage.trainer, resolve=True),
-    )
+    return SFTConfig(completion_only_loss=True, **common_args(cfg, out))
 
 
 def summarize(metrics_path: Path) -> dict:
@@ -74,18 +61,7 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
                          peft_config=peft_config(cfg.model))
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"), cb.ReadableProgress(),
                          *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
-    resume = last_checkpoint(out) if cfg.run.resume else None
-    if resume:
-        log.info("resuming from %s", resume)
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    finally:
-        finish_tracking(cfg)
-    model_dir = out / "model"
-    trainer.save_model(str(model_dir))
-    if trainer.is_world_process_zero():
-        tok.save_pretrained(model_dir)
-        plot_metrics(out / "metrics.jsonl", out / "loss.png", title=f"{cfg.stage.name} ({cfg.model.name})")
+    model_dir = train_and_save(trainer, tok, cfg, out, "loss.png")
     return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "examples": len(data),
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl")}
 

@@ -1,0 +1,50 @@
+"""What the GRPO and SFT runners share around a TRL trainer: common arguments, and train -> save."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from r1pipeline.plots import plot_metrics
+from r1pipeline.rundir import last_checkpoint
+from r1pipeline.tracking import finish_tracking
+
+log = logging.getLogger(__name__)
+
+
+def common_args(cfg, out: Path) -> dict:
+    """TrainingArguments fields every stage sets the same way: hardware group, seed, run name, and `stage.trainer`."""
+    hw = cfg.hardware
+    return dict(
+        output_dir=str(out),
+        run_name=f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
+        report_to="none",  # trackers are added as callbacks by r1pipeline.tracking, after our own
+        use_cpu=hw.use_cpu,
+        bf16=hw.bf16,
+        activation_checkpointing=hw.gradient_checkpointing,
+        seed=cfg.seed,
+        save_strategy="steps",
+        disable_tqdm=False,
+        **OmegaConf.to_container(cfg.stage.trainer, resolve=True),
+    )
+
+
+def train_and_save(trainer, tok, cfg, out: Path, plot_name: str) -> Path:
+    """Train (from the last checkpoint with run.resume=true), close the tracker (as crashed on error), save the
+    model + tokenizer to `out/model` and plot the metrics on rank 0. Returns the model directory."""
+    resume = last_checkpoint(out) if cfg.run.resume else None
+    if resume:
+        log.info("resuming from %s", resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except BaseException as exc:
+        finish_tracking(cfg, error=exc)
+        raise
+    finish_tracking(cfg)
+    model_dir = Path(out) / "model"
+    trainer.save_model(str(model_dir))
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(model_dir)
+        plot_metrics(Path(out) / "metrics.jsonl", Path(out) / plot_name, title=f"{cfg.stage.name} ({cfg.model.name})")
+    return model_dir
