@@ -137,6 +137,9 @@ def format_step_line(logs: dict, step: int, max_steps: int) -> str:
         parts.append(f"format-ok {100 * logs['format_compliance']:.0f}%")
     if "frac_reward_zero_std" in logs:
         parts.append(f"no-signal groups {100 * logs['frac_reward_zero_std']:.0f}%")
+    if "rollout/tokens_per_s" in logs:
+        parts.append(f"rollout {logs['rollout/tokens_per_s']:.0f} tok/s "
+                     f"({100 * logs.get('rollout/share_of_bound', 0.0):.1f}% of bandwidth bound)")
     if "step_time" in logs:
         parts.append(f"{logs['step_time']:.1f} s/step")
     return " | ".join(parts)

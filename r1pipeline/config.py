@@ -101,6 +101,31 @@ def check_hardware(cfg) -> None:
     raise ConfigError(f"hardware={hw.name}: needs {need} CUDA GPUs{per}, this machine has {have}; use {instead}")
 
 
+ENGINES = ("hf", "static", "vllm")
+
+
+def check_rollout(cfg) -> None:
+    """The `rollout` group: a known engine, a positive prompt bucket, and vLLM only where it can run."""
+    import importlib.util
+
+    r = cfg.rollout
+    if r.engine not in ENGINES:
+        raise ConfigError(f"rollout.engine: {r.engine!r} is not an engine; choose one of {list(ENGINES)}")
+    bucket = r.get("prompt_bucket")
+    if bucket is not None and (not isinstance(bucket, int) or bucket < 1):
+        raise ConfigError(f"rollout.prompt_bucket: {bucket!r} must be a positive number of tokens (e.g. 64) or null")
+    if r.engine == "static" and bucket is None:
+        raise ConfigError("rollout.prompt_bucket: the static engine needs a bucket (e.g. 64) so that compiled shapes "
+                          "repeat; set rollout.prompt_bucket=64 or use rollout=hf")
+    if r.engine == "vllm":
+        if cfg.hardware.use_cpu:
+            raise ConfigError(f"rollout=vllm: vLLM needs a CUDA GPU and hardware={cfg.hardware.name} runs on CPU; "
+                              f"use rollout=hf or rollout=static there")
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("rollout=vllm: the vllm package is not installed; `pip install vllm` (a version TRL "
+                              "supports), or use rollout=static")
+
+
 def validate(cfg) -> None:
     """All checks for the configured stage; raises ConfigError on the first problem."""
     from r1pipeline.models import check_model_path, check_quantization
@@ -111,6 +136,7 @@ def validate(cfg) -> None:
         raise ConfigError(f"stage.name: {cfg.stage.name!r} is not a stage; choose one of {sorted(STAGES)}")
     check_inputs(cfg)
     check_hardware(cfg)
+    check_rollout(cfg)
     check_quantization(cfg.model, cfg.hardware.use_cpu)
     if any(name == "base" for _, name in stage_inputs(cfg.stage)) or cfg.stage.name in ("pipeline", "eval"):
         check_model_path(cfg.model.path)

@@ -34,10 +34,11 @@ def pass_and_majority(scores: list[list[float]], keys: list[list[str | None]], m
     return {"pass@1": sum(passes) / n, "maj@k": sum(majority) / n, "mean_score": sum(means) / n}
 
 
-def evaluate(model, tok, data, verifier, gen_cfg, k: int, min_score: float, seed: int) -> tuple[dict, list[dict]]:
+def evaluate(model, tok, data, verifier, gen_cfg, k: int, min_score: float, seed: int,
+             rollout=None) -> tuple[dict, list[dict]]:
     """Sample k answers per held-out prompt and score them; returns (metrics, per-sample rows)."""
     prompts = [r["prompt"] for r in data]
-    gens = generate_with(model, tok, prompts, gen_cfg, k, seed)
+    gens = generate_with(model, tok, prompts, gen_cfg, k, seed, rollout)
     scores, keys, samples = [], [], []
     for row, prompt, texts, lengths in zip(data, prompts, gens.texts, gens.num_tokens):
         s = verifier.score([prompt] * len(texts), texts, [row] * len(texts))
@@ -49,4 +50,5 @@ def evaluate(model, tok, data, verifier, gen_cfg, k: int, min_score: float, seed
     metrics = pass_and_majority(scores, keys, min_score)
     metrics["mean_length"] = sum(map(sum, gens.num_tokens)) / max(1, sum(map(len, gens.num_tokens)))
     metrics["tokens_per_s"] = gens.stats["tokens_per_s"]
+    metrics["bound_tokens_per_s"] = gens.stats["bound_tokens_per_s"]
     return metrics, samples

@@ -12,6 +12,7 @@ from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.rewards import build_rewards, validate_reward_config
+from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
 from r1pipeline.rundir import execute_stage, input_model
 from r1pipeline.tracking import tracking_callbacks
 from r1pipeline.training import common_args, train_and_save
@@ -22,11 +23,12 @@ log = logging.getLogger(__name__)
 def grpo_args(cfg, out: Path, reward_weights: list[float]):
     from trl import GRPOConfig
 
-    return GRPOConfig(reward_weights=reward_weights, **common_args(cfg, out))
+    # The rollout engine's fields first, so that stage.trainer can still override any of them.
+    return GRPOConfig(reward_weights=reward_weights, **{**grpo_rollout_args(cfg.rollout), **common_args(cfg, out)})
 
 
 HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
-            "format_compliance",
+            "format_compliance", "rollout/tokens_per_s", "rollout/bound_tokens_per_s", "rollout/share_of_bound",
             "loss", "step_time")
 
 
@@ -57,14 +59,11 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     # The trainer config comes first: under ZeRO-3 it makes from_pretrained load the weights already partitioned.
     args = grpo_args(cfg, out, weights)
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
-    log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s", cfg.stage.name, model_path,
-             model.num_parameters() / 1e6, len(data["train"]), dict(zip(reward_cfg(cfg), weights)))
-
-    from trl import GRPOTrainer
-
-    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=funcs,
-                          args=args, train_dataset=data["train"],
-                          peft_config=peft_config(cfg.model))
+    log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s, rollout=%s", cfg.stage.name, model_path,
+             model.num_parameters() / 1e6, len(data["train"]), dict(zip(reward_cfg(cfg), weights)), cfg.rollout.name)
+    trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
+                                    args=args, train_dataset=data["train"],
+                                    peft_config=peft_config(cfg.model), rollout=cfg.rollout)
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])

@@ -19,13 +19,19 @@ def test_compare_grpo_harness_writes_the_table(tmp_path, embedded_model_dir):
     load_tokenizer(str(embedded_model_dir)).save_pretrained(model_dir)
     out = tmp_path / "bench"
     res = subprocess.run([sys.executable, str(ROOT / "bench" / "compare_grpo.py"), "--model-dir", str(model_dir),
-                          "--steps", "2", "--batch", "8", "--max-len", "8", "--out", str(out), "dataset.train_size=32"],
+                          "--steps", "2", "--batch", "8", "--max-len", "8", "--out", str(out), "--variants", "hf,static",
+                          "dataset.train_size=32"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     table = (out / "table.md").read_text()
-    for row in ("median_step_s", "rollout_tok_per_s", "peak_mem_gb", "format per step"):
+    assert "| reference (plain TRL) | r1pipeline rollout=hf | r1pipeline rollout=static |" in table
+    for row in ("median_step_s", "rollout_tok_per_s", "peak_mem_gb", "generation_tok_per_s", "format per step"):
         assert row in table
     results = json.loads((out / "results.json").read_text())
-    for side in ("reference", "project"):
-        assert results[side]["median_step_s"] > 0 and results[side]["peak_mem_gb"] > 0
-        assert len(results[side]["reward_curves"]["format"]) == 2
+    runs = {"reference": results["reference"], **results["project"]}
+    assert list(runs) == ["reference", "hf", "static"]
+    for run in runs.values():
+        assert run["median_step_s"] > 0 and run["peak_mem_gb"] > 0
+        assert len(run["reward_curves"]["format"]) == 2
+    for run in results["project"].values():  # generation alone is faster than whole steps, and below the bound
+        assert run["rollout_tok_per_s"] < run["generation_tok_per_s"] < run["bound_tok_per_s"]

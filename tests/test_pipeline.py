@@ -63,7 +63,8 @@ def test_pipeline_runs_every_stage_and_ends_with_the_eval_table(pipeline_run):
     assert _manifest(run_dir, "reasoning_rl")["config"]["stage"]["name"] == "reasoning_rl"
 
     table = summary["table"].splitlines()
-    assert table[0] == "| model | pass@1 | maj@2 | mean score | mean length (tokens) | tokens/s |"
+    assert table[0] == ("| model | pass@1 | maj@2 | mean score | mean length (tokens) | tokens/s | "
+                        "bandwidth-bound tokens/s |")
     assert [line.split("|")[1].strip() for line in table[2:]] == ["base", "r1_zero", "sft1", "reasoning_rl", "sft2"]
     metrics = _manifest(run_dir, "eval")["metrics"]
     assert all(0 <= m["pass@1"] <= 1 and 0 <= m["maj@k"] <= 1 and math.isfinite(m["mean_length"])

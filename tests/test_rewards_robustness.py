@@ -213,6 +213,8 @@ def test_step_line_shows_format_compliance_and_groups_without_signal():
             "format_compliance": 0.375, "frac_reward_zero_std": 0.5, "step_time": 20.0}
     assert format_step_line(logs, 3, 10) == ("step 3/10 | reward 0.500±0.25 | format 0.40 | len 80 | format-ok 38% "
                                              "| no-signal groups 50% | 20.0 s/step")
+    logs.update({"rollout/tokens_per_s": 1365.4, "rollout/share_of_bound": 0.0025})
+    assert format_step_line(logs, 3, 10).endswith("| rollout 1365 tok/s (0.2% of bandwidth bound) | 20.0 s/step")
 
 
 # ------------------------------------------------------------------------------------------------ config

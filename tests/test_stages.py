@@ -236,7 +236,8 @@ def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
                        "stage.generation.max_new_tokens=6", "dataset.train_size=8", "dataset.test_size=4"], run_dir=run_dir)
     summary = run_stage(cfg)
     assert list(summary["metrics"]) == ["base"]
-    assert set(summary["metrics"]["base"]) == {"pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s"}
+    assert set(summary["metrics"]["base"]) == {"pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s",
+                                                "bound_tokens_per_s"}
     assert summary["table"].startswith("| model | pass@1 | maj@2 |") and "| base | 0.000 |" in summary["table"]
     for name in ("results.md", "results.csv", "scores.png", "samples.jsonl", "manifest.json"):
         assert (run_dir / "eval" / name).is_file(), name

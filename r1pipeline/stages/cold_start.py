@@ -55,7 +55,8 @@ def generated_rows(method: str, model_name: str, model, tok, data, verifier, cfg
     """Sample, verify, rewrite and dedupe one generating method's rows; returns (rows, stats)."""
     stage = cfg.stage
     prompts = [method_prompt(method, r["prompt"], stage) for r in data]
-    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed)
+    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed,
+                         cfg.rollout)
     rows, seen, verified = [], set(), 0
     for row, prompt, texts in zip(data, prompts, gens.texts):
         scores = verifier.score([prompt] * len(texts), texts, [row] * len(texts))

@@ -25,7 +25,7 @@ from r1pipeline.verify import Verifier, check_verifier
 log = logging.getLogger(__name__)
 # Training stages in pipeline order; their models are compared when `stage.models` is null.
 MODEL_STAGES = ("r1_zero", "sft1", "reasoning_rl", "sft2")
-COLUMNS = ("model", "path", "pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s")
+COLUMNS = ("model", "path", "pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s", "bound_tokens_per_s")
 
 
 def models_to_evaluate(cfg) -> list[str]:
@@ -38,11 +38,12 @@ def models_to_evaluate(cfg) -> list[str]:
 
 
 def markdown_table(rows: list[dict], k: int) -> str:
-    head = ["model", "pass@1", f"maj@{k}", "mean score", "mean length (tokens)", "tokens/s"]
+    head = ["model", "pass@1", f"maj@{k}", "mean score", "mean length (tokens)", "tokens/s",
+            "bandwidth-bound tokens/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['pass@1']:.3f} | {r['maj@k']:.3f} | {r['mean_score']:.3f} | "
-                     f"{r['mean_length']:.1f} | {r['tokens_per_s']:.1f} |")
+                     f"{r['mean_length']:.1f} | {r['tokens_per_s']:.1f} | {r['bound_tokens_per_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -73,7 +74,7 @@ def run(cfg) -> dict:
             for name, (path, random_init) in paths.items():
                 tok, model = load_tokenizer(path), load_model(cfg.model, path, cfg.hardware.use_cpu, random_init)
                 metrics, samples = evaluate(model, tok, data, verifier, stage.generation, stage.k, stage.min_score,
-                                            cfg.seed)
+                                            cfg.seed, cfg.rollout)
                 rows.append({"model": name, "path": path, **{k: round(v, 4) for k, v in metrics.items()}})
                 samples_file.writelines(json.dumps({"model": name, **s}) + "\n" for s in samples)
                 log.info("eval %s: pass@1 %.3f maj@%d %.3f (mean length %.0f)", name, metrics["pass@1"], stage.k,

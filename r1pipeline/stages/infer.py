@@ -64,7 +64,7 @@ def run(cfg) -> dict:
             conversations = [chat(model, tok, cfg)]
             stats = {}
         else:
-            gens = generate_with(model, tok, prompts, stage.generation, 1, cfg.seed)
+            gens = generate_with(model, tok, prompts, stage.generation, 1, cfg.seed, cfg.rollout)
             conversations = [p + [{"role": "assistant", "content": t[0]}] for p, t in zip(prompts, gens.texts)]
             stats = gens.stats
         with answers.open("a") as f:

@@ -88,7 +88,7 @@ def sample_and_filter(cfg, model, tok, data, verifier) -> tuple[list[dict], dict
     """k samples per prompt -> (kept rows, filter statistics, generation statistics)."""
     stage = cfg.stage
     prompts = [r["prompt"] for r in data]
-    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed)
+    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, cfg.rollout)
     keep = RejectionFilter(stage.filters)
     rows = []
     for row, prompt, texts in zip(data, prompts, gens.texts):

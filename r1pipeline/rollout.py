@@ -1,0 +1,143 @@
+"""How completions are sampled (the `rollout` config group), and how fast that is against the memory-bandwidth bound.
+
+Engines (conf/rollout/*.yaml):
+- hf: `model.generate` with the dynamic KV cache (TRL's default path).
+- static: a static KV cache; on GPU transformers then compiles the decode step itself. Prompts are left-padded up to a
+  multiple of `prompt_bucket` (TRL's `pad_to_multiple_of` in GRPO) and batches keep one size, so the compiled graph
+  is reused. TRL 1.16 builds its GenerationConfig with `disable_compile=True`; `RolloutGRPOTrainer` turns
+  compilation back on for this engine - the one workaround here.
+- vllm: TRL's vLLM colocate mode for GRPO; the generating stages use the static engine.
+
+Every GRPO rollout is timed: `rollout/tokens_per_s` (completion tokens / generation wall time) is logged beside
+`rollout/bound_tokens_per_s`, the rate at which the device could merely read the weights and KV cache that this
+decode had to read (`decode_bytes`), from a measured copy bandwidth. Their ratio says how far from the hardware's
+limit the rollout runs.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def generation_engine(rollout) -> str:
+    """The engine the generating stages use: vLLM serves GRPO only, so `vllm` means `static` there."""
+    return "static" if rollout.engine == "vllm" else rollout.engine
+
+
+def grpo_rollout_args(rollout) -> dict:
+    """trl.GRPOConfig fields an engine sets (stage.trainer may still override any of them)."""
+    if rollout.engine == "static":
+        return {"cache_implementation": "static", "pad_to_multiple_of": rollout.prompt_bucket}
+    if rollout.engine == "vllm":
+        return {"use_vllm": True, "vllm_mode": "colocate",
+                "vllm_gpu_memory_utilization": rollout.gpu_memory_utilization}
+    return {}
+
+
+def compile_config(rollout):
+    """transformers.CompileConfig for the static engine's decode step (transformers applies it on GPU only)."""
+    from transformers import CompileConfig
+
+    c = rollout.get("compile") or {}
+    return CompileConfig(mode=c.get("mode", "reduce-overhead"), backend=c.get("backend", "inductor"),
+                         fullgraph=c.get("fullgraph", False))
+
+
+def generate_kwargs(rollout) -> dict:
+    """Extra `model.generate` arguments of the generating stages' engine."""
+    if generation_engine(rollout) == "static":
+        return {"cache_implementation": "static", "compile_config": compile_config(rollout)}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------- bandwidth bound
+@functools.lru_cache(maxsize=None)
+def copy_bandwidth(device: str) -> float:
+    """Measured device memory bandwidth in bytes/s: a 128 MiB tensor copied 5 times (read + write per copy)."""
+    dev = torch.device(device)
+    a = torch.empty(32 * 2**20, dtype=torch.float32, device=dev)
+    b = torch.empty_like(a)
+    b.copy_(a)  # warm-up (allocation, first touch)
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        b.copy_(a)
+    _sync(dev)
+    return 2 * a.nbytes * 5 / (time.perf_counter() - t0)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def decode_bytes(model, batch: int, prompt_len: int, steps: int) -> float:
+    """Bytes a decode must read at least: all weights once per step, plus the KV cache of every row so far.
+
+    Step t (0-based) reads batch x (prompt_len + t) cached positions of K and V in every layer.
+    """
+    cfg = model.config
+    # ds_numel: under DeepSpeed ZeRO-3 a parameter's local numel() is only its shard
+    weight_bytes = sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in model.parameters())
+    elem = next(model.parameters()).element_size()
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_per_position = 2 * cfg.num_hidden_layers * heads * head_dim * elem
+    positions = batch * (steps * prompt_len + steps * (steps - 1) / 2)
+    return steps * weight_bytes + positions * kv_per_position
+
+
+def bound_seconds(model, batch: int, prompt_len: int, steps: int) -> float:
+    """The shortest time this device could take for a decode: its `decode_bytes` at the measured copy bandwidth."""
+    device = next(model.parameters()).device
+    return decode_bytes(model, batch, prompt_len, steps) / copy_bandwidth(str(device))
+
+
+def rollout_stats(model, batch: int, prompt_len: int, steps: int, new_tokens: int, wall_s: float) -> dict:
+    """tokens/s of a decode beside the bandwidth bound for the same tokens (and the share of the bound reached)."""
+    bound_s = bound_seconds(model, batch, prompt_len, steps)
+    rate = new_tokens / wall_s if wall_s else 0.0
+    bound = new_tokens / bound_s if bound_s else 0.0
+    return {"tokens_per_s": rate, "bound_tokens_per_s": bound, "share_of_bound": rate / bound if bound else 0.0}
+
+
+# ---------------------------------------------------------------------------------------------- GRPO trainer
+def rollout_trainer_cls():
+    """TRL's GRPOTrainer with the rollout engine applied and every rollout timed (imported lazily: TRL is heavy)."""
+    from trl import GRPOTrainer
+
+    class RolloutGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args, rollout=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.rollout = rollout
+            if rollout is not None and rollout.engine == "static" and not self.use_vllm:
+                # TRL passes disable_compile=True; a static cache only pays off with the compiled decode step.
+                self.generation_config.disable_compile = False
+                self.generation_config.compile_config = compile_config(rollout)
+
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            dev = self.accelerator.device
+            _sync(dev)
+            t0 = time.perf_counter()
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            _sync(dev)
+            wall = time.perf_counter() - t0
+            lengths = [len(c) for c in completion_ids]
+            if lengths and wall > 0:
+                prompt_len = max(len(p) for p in prompt_ids)
+                bucket = self.pad_to_multiple_of
+                if bucket:
+                    prompt_len = -(-prompt_len // bucket) * bucket
+                stats = rollout_stats(self.model, len(lengths), prompt_len, max(lengths), sum(lengths), wall)
+                mode = "train" if self.model.training else "eval"
+                self._metrics[mode]["rollout/time_s"].append(wall)
+                for key, value in stats.items():
+                    self._metrics[mode][f"rollout/{key}"].append(value)
+            return completion_ids, logprobs
+
+    return RolloutGRPOTrainer

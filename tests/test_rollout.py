@@ -1,0 +1,131 @@
+"""The `rollout` group: engines map onto TRL/transformers, the static engine keeps shapes fixed without changing what is
+generated, every rollout is timed against the memory-bandwidth bound, and unusable engines are refused up front."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import compose_cfg
+
+from r1pipeline.config import check_rollout, validate
+from r1pipeline.errors import ConfigError
+from r1pipeline.rollout import copy_bandwidth, decode_bytes, grpo_rollout_args
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2))
+
+
+def test_decode_bytes_are_weights_per_step_plus_the_kv_cache_read():
+    model = _tiny_llama()
+    weights = sum(p.numel() for p in model.parameters()) * 4  # float32
+    kv_per_position = 2 * 2 * 2 * 4 * 4  # K and V x 2 layers x 2 kv heads x head_dim 4 x 4 bytes = 128
+    # batch 2, prompt 3, 4 steps: step t reads 2 x (3 + t) positions -> 2 x (3+4+5+6) = 36 positions
+    assert decode_bytes(model, batch=2, prompt_len=3, steps=4) == 4 * weights + 36 * kv_per_position
+
+
+def test_copy_bandwidth_is_measured_once_per_device():
+    bw = copy_bandwidth("cpu")
+    assert 1e8 < bw < 1e13  # between 100 MB/s and 10 TB/s: a real measurement, in bytes/s
+    assert copy_bandwidth("cpu") == bw
+
+
+def test_engines_map_onto_grpo_config_fields():
+    from trl import GRPOConfig
+
+    fields = set(GRPOConfig.__dataclass_fields__)
+    assert grpo_rollout_args(compose_cfg().rollout) == {}
+    static = grpo_rollout_args(compose_cfg(["rollout=static"]).rollout)
+    assert static == {"cache_implementation": "static", "pad_to_multiple_of": 64}
+    vllm = grpo_rollout_args(compose_cfg(["rollout=vllm"]).rollout)
+    assert vllm == {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3}
+    assert set(static) | set(vllm) <= fields
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["rollout=vllm"], "rollout=vllm: vLLM needs a CUDA GPU and hardware=cpu runs on CPU"),
+    (["rollout=static", "rollout.prompt_bucket=0"], "rollout.prompt_bucket: 0 must be a positive number"),
+    (["rollout=static", "rollout.prompt_bucket=null"], "rollout.prompt_bucket: the static engine needs a bucket"),
+    (["rollout.engine=sglang"], "rollout.engine: 'sglang' is not an engine"),
+])
+def test_unusable_rollout_is_refused_before_anything_loads(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate(compose_cfg(overrides))
+
+
+def test_vllm_engine_names_the_missing_package(monkeypatch):
+    import importlib.util
+
+    cfg = compose_cfg(["rollout=vllm", "hardware.use_cpu=false"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"the vllm package is not installed; `pip install vllm`"):
+        check_rollout(cfg)
+
+
+def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_dir):
+    """Greedy decoding on the real model: bucketed prompts and a filled-up last batch change nothing in the output."""
+    from r1pipeline.generation import generate
+    from r1pipeline.models import load_model, load_tokenizer
+
+    cfg = compose_cfg(["rollout=static"])
+    tok = load_tokenizer(str(embedded_model_dir))
+    model = load_model(cfg.model, str(embedded_model_dir), True)
+    shapes = []
+    real_generate = model.generate
+
+    def recording_generate(**kw):
+        shapes.append(tuple(kw["input_ids"].shape))
+        return real_generate(**kw)
+
+    prompts = [[{"role": "user", "content": "What is 2 + 3?"}],
+               [{"role": "user", "content": "Name a colour."}],
+               [{"role": "user", "content": "Write the word 'hello' in capital letters, please."}]]
+    ref = generate(model, tok, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=2)
+    model.generate = recording_generate
+    ours = generate(model, tok, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=2, rollout=cfg.rollout)
+    assert ours.texts == ref.texts and ours.num_tokens == ref.num_tokens
+    assert shapes == [(2, 64), (2, 64)]  # the last batch of one prompt is filled up to 2 rows; 64-token bucket
+    assert ours.stats["engine"] == "static" and ours.stats["sequences"] == 3
+    assert 0 < ours.stats["tokens_per_s"] < ours.stats["bound_tokens_per_s"]
+    assert 0 < ours.stats["share_of_bound"] < 1
+
+
+def test_grpo_with_static_engine_logs_rollout_speed_against_the_bound(tiny_cfg):
+    from r1pipeline.stages import run_stage
+
+    cfg = tiny_cfg("rollout=static", "stage.trainer.max_steps=1", "tracking=none")
+    summary = run_stage(cfg)
+    out = Path(cfg.run.dir) / "r1_zero"
+    saved = json.loads((out / "model" / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 2  # the tiny model trained and saved
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in rows if "reward" in r)
+    for key in ("rollout/tokens_per_s", "rollout/bound_tokens_per_s", "rollout/time_s"):
+        assert math.isfinite(step[key]) and step[key] > 0, key
+    assert 0 < step["rollout/share_of_bound"] < 1
+    assert summary["metrics"]["rollout/tokens_per_s"]["last"] == pytest.approx(step["rollout/tokens_per_s"])
+
+
+def test_static_engine_turns_trl_generation_compile_back_on(tiny_cfg, tmp_path, embedded_model_dir):
+    """TRL builds its GenerationConfig with disable_compile=True; the static engine needs the compiled decode step."""
+    from r1pipeline.data import build_dataset
+    from r1pipeline.grpo import grpo_args
+    from r1pipeline.models import load_model, load_tokenizer
+    from r1pipeline.rollout import rollout_trainer_cls
+
+    cfg = tiny_cfg("rollout=static")
+    args = grpo_args(cfg, tmp_path, [1.0])
+    assert args.cache_implementation == "static" and args.pad_to_multiple_of == 64
+    path = str(embedded_model_dir)
+    trainer = rollout_trainer_cls()(model=load_model(cfg.model, path, True, True),
+                                    processing_class=load_tokenizer(path), reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
+                                    train_dataset=build_dataset(cfg.dataset)["train"], rollout=cfg.rollout)
+    assert trainer.generation_config.disable_compile is False
+    assert trainer.generation_config.compile_config.mode == "reduce-overhead"
+    assert trainer.generation_config.cache_implementation == "static"
