@@ -1,4 +1,4 @@
-"""PNG plots of a stage's metrics.jsonl: reward per function, completion length, loss."""
+"""PNG plots of a stage's metrics.jsonl: reward per function, completion length, loss, rollout speed."""
 from __future__ import annotations
 
 import json
@@ -47,6 +47,7 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
                           | ({"reward"} if any("reward" in r for r in rows) else set()))),
         ("completion length (tokens)", ["completions/mean_length"]),
         ("loss", ["loss"]),
+        ("rollout tokens/s (log)", ["rollout/tokens_per_s", "rollout/bound_tokens_per_s"]),  # GRPO: speed vs bound
     ]
     panels = [(name, keys) for name, keys in panels if any(k in r for r in rows for k in keys)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
@@ -55,6 +56,8 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=key.replace("rewards/", "").replace("/mean", ""))
+        if name.endswith("(log)"):
+            ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title(name)
         ax.grid(alpha=0.3)

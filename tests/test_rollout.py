@@ -110,6 +110,7 @@ def test_grpo_with_static_engine_logs_rollout_speed_against_the_bound(tiny_cfg):
         assert math.isfinite(step[key]) and step[key] > 0, key
     assert 0 < step["rollout/share_of_bound"] < 1
     assert summary["metrics"]["rollout/tokens_per_s"]["last"] == pytest.approx(step["rollout/tokens_per_s"])
+    assert (out / "rewards.png").stat().st_size > 10_000  # four panels, the last one rollout speed vs the bound
 
 
 def test_static_engine_turns_trl_generation_compile_back_on(tiny_cfg, tmp_path, embedded_model_dir):
