@@ -3,9 +3,9 @@
 Engines (conf/rollout/*.yaml):
 - hf: `model.generate` with the dynamic KV cache (TRL's default path).
 - static: a static KV cache; on GPU transformers then compiles the decode step itself. Prompts are left-padded up to a
-  multiple of `prompt_bucket` (TRL's `pad_to_multiple_of` in GRPO) and batches keep one size, so the compiled graph
-  is reused. TRL 1.16 builds its GenerationConfig with `disable_compile=True`; `RolloutGRPOTrainer` turns
-  compilation back on for this engine - the one workaround here.
+  multiple of `prompt_bucket` for generation only (TRL's `pad_to_multiple_of`, set around the generate call so the
+  training forward is not padded too) and batches keep one size, so the compiled graph is reused. TRL 1.16 builds its
+  GenerationConfig with `disable_compile=True`; `RolloutGRPOTrainer` turns compilation back on for this engine.
 - vllm: TRL's vLLM colocate mode for GRPO; the generating stages use the static engine.
 
 Every GRPO rollout is timed: `rollout/tokens_per_s` (completion tokens / generation wall time) is logged beside
@@ -32,7 +32,7 @@ def generation_engine(rollout) -> str:
 def grpo_rollout_args(rollout) -> dict:
     """trl.GRPOConfig fields an engine sets (stage.trainer may still override any of them)."""
     if rollout.engine == "static":
-        return {"cache_implementation": "static", "pad_to_multiple_of": rollout.prompt_bucket}
+        return {"cache_implementation": "static"}  # prompt bucketing: RolloutGRPOTrainer._generate_single_turn
     if rollout.engine == "vllm":
         return {"use_vllm": True, "vllm_mode": "colocate",
                 "vllm_gpu_memory_utilization": rollout.gpu_memory_utilization}
@@ -122,15 +122,21 @@ def rollout_trainer_cls():
 
         def _generate_single_turn(self, prompt_ids, *args, **kwargs):
             dev = self.accelerator.device
+            static = self.rollout is not None and self.rollout.engine == "static" and not self.use_vllm
+            unpadded = self.pad_to_multiple_of
+            if static:  # bucket the prompts for generation only; the training forward keeps TRL's padding
+                self.pad_to_multiple_of = self.rollout.prompt_bucket
             _sync(dev)
             t0 = time.perf_counter()
-            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            try:
+                completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            finally:
+                bucket, self.pad_to_multiple_of = self.pad_to_multiple_of, unpadded
             _sync(dev)
             wall = time.perf_counter() - t0
             lengths = [len(c) for c in completion_ids]
             if lengths and wall > 0:
                 prompt_len = max(len(p) for p in prompt_ids)
-                bucket = self.pad_to_multiple_of
                 if bucket:
                     prompt_len = -(-prompt_len // bucket) * bucket
                 stats = rollout_stats(self.model, len(lengths), prompt_len, max(lengths), sum(lengths), wall)

@@ -41,7 +41,7 @@ def test_engines_map_onto_grpo_config_fields():
     fields = set(GRPOConfig.__dataclass_fields__)
     assert grpo_rollout_args(compose_cfg().rollout) == {}
     static = grpo_rollout_args(compose_cfg(["rollout=static"]).rollout)
-    assert static == {"cache_implementation": "static", "pad_to_multiple_of": 64}
+    assert static == {"cache_implementation": "static"}
     vllm = grpo_rollout_args(compose_cfg(["rollout=vllm"]).rollout)
     assert vllm == {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3}
     assert set(static) | set(vllm) <= fields
@@ -113,8 +113,9 @@ def test_grpo_with_static_engine_logs_rollout_speed_against_the_bound(tiny_cfg):
     assert (out / "rewards.png").stat().st_size > 10_000  # four panels, the last one rollout speed vs the bound
 
 
-def test_static_engine_turns_trl_generation_compile_back_on(tiny_cfg, tmp_path, embedded_model_dir):
-    """TRL builds its GenerationConfig with disable_compile=True; the static engine needs the compiled decode step."""
+def test_static_engine_compiles_and_buckets_trl_generation_only(tiny_cfg, tmp_path, embedded_model_dir):
+    """TRL builds its GenerationConfig with disable_compile=True; the static engine needs the compiled decode step,
+    and pads prompts to the bucket for generation while the training forward stays unpadded."""
     from r1pipeline.data import build_dataset
     from r1pipeline.grpo import grpo_args
     from r1pipeline.models import load_model, load_tokenizer
@@ -122,7 +123,7 @@ def test_static_engine_turns_trl_generation_compile_back_on(tiny_cfg, tmp_path, 
 
     cfg = tiny_cfg("rollout=static")
     args = grpo_args(cfg, tmp_path, [1.0])
-    assert args.cache_implementation == "static" and args.pad_to_multiple_of == 64
+    assert args.cache_implementation == "static" and args.pad_to_multiple_of is None  # training forward unpadded
     path = str(embedded_model_dir)
     trainer = rollout_trainer_cls()(model=load_model(cfg.model, path, True, True),
                                     processing_class=load_tokenizer(path), reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
@@ -130,3 +131,11 @@ def test_static_engine_turns_trl_generation_compile_back_on(tiny_cfg, tmp_path, 
     assert trainer.generation_config.disable_compile is False
     assert trainer.generation_config.compile_config.mode == "reduce-overhead"
     assert trainer.generation_config.cache_implementation == "static"
+
+    shapes, real_generate = [], trainer.model.generate
+    trainer.model.generate = lambda **kw: shapes.append(tuple(kw["input_ids"].shape)) or real_generate(**kw)
+    completions, _ = trainer._generate_single_turn([[1, 2, 3], list(range(5, 75))], None, {}, 1)
+    assert shapes == [(2, 128)]  # 70 tokens -> the 128 bucket
+    assert len(completions) == 2 and all(1 <= len(c) <= cfg.stage.trainer.max_completion_length for c in completions)
+    assert trainer.pad_to_multiple_of is None
+    assert trainer._metrics["train"]["rollout/tokens_per_s"][-1] > 0
