@@ -12,7 +12,7 @@ from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.stages import run_stage
 
-GROUPS = ["model", "dataset", "reward", "stage", "hardware", "tracking", "experiment"]
+GROUPS = ["model", "dataset", "reward", "stage", "hardware", "rollout", "tracking", "experiment"]
 
 
 def _options(group):

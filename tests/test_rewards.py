@@ -185,6 +185,13 @@ def test_format_and_tag_count(completion, expected_format, expected_tags):
     assert score("tag_count", [completion]) == [expected_tags]
 
 
+def test_prefix_tag_count_gives_no_credit_past_a_skipped_tag():
+    """The shortcut SmolLM2 learned on CPU: close with </answer> straight after thinking (no </think>, no <answer>)."""
+    shortcut, missing_close, whole = " 8 - 2 = 6. </answer>", " add <answer>16</answer>", " a</think><answer>6</answer>"
+    assert score("tag_count", [shortcut, missing_close, whole]) == [0.5, 0.75, 1.0]
+    assert score("tag_count", [shortcut, missing_close, whole], {"prefix": True}) == [0.25, 0.25, 1.0]
+
+
 def test_format_without_prefill_needs_the_think_tag_first():
     plain = [{"role": "user", "content": "2+2?"}]
     assert score("format", ["<think>2+2=4</think><answer>4</answer>", "Sure! <think>x</think><answer>4</answer>"],
