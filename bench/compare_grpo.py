@@ -8,7 +8,8 @@ CPU (tiny, what CI runs to keep the harness working; its numbers mean nothing):
 
 Every run is a subprocess of this script, one after the other on the same machine; peak memory is the GPU's
 max allocated (reported by each run) or, on CPU, the process's max resident set (from os.wait4). Each project run
-uses one `rollout` engine (conf/rollout/). "rollout tokens/s" is defined as the reference defines it (completion
+uses one `rollout` engine (conf/rollout/) on `--dataset countdown_reference`: the reference's prompt and task shape,
+so the columns compare engines, not prompts. "rollout tokens/s" is defined as the reference defines it (completion
 tokens per step / step time); the project's runs also report generation-only tokens/s and the memory-bandwidth bound.
 Prints a markdown table with ratios (project / reference) and writes it with the raw JSON to --out.
 """
@@ -57,6 +58,7 @@ def project(args, out: Path, env, variant: str) -> dict:
     run_dir = out / f"project_{variant}"
     hardware = "1xgpu" if args.gpu else "cpu"
     cmd = [sys.executable, "-m", "r1pipeline", f"hardware={hardware}", f"rollout={variant}", "tracking=none",
+           f"dataset={args.dataset}",
            f"model.path={args.model_dir}",
            f"run.dir={run_dir}", f"stage.trainer.max_steps={args.steps}",
            f"stage.trainer.per_device_train_batch_size={args.batch}", "stage.trainer.num_generations=8"
@@ -116,6 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")))
     ap.add_argument("--gpu", action="store_true", default=None, help="default: whether CUDA is available")
+    ap.add_argument("--dataset", default="countdown_reference",
+                    help="the project's dataset group; countdown_reference = the reference's prompt and task shape, "
+                         "countdown = the project's default (a ~2x longer prompt with a worked example)")
     ap.add_argument("--variants", default=None,
                     help="comma-separated rollout engines to run (conf/rollout/); default: hf,static on GPU, hf on CPU")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the project runs")
