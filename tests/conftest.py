@@ -30,6 +30,24 @@ TINY = [
 ]
 
 
+def reload_in_fresh_process(model_dir) -> dict:
+    """Load a saved model + tokenizer in a new Python process (no DeepSpeed, no accelerate, nothing of ours) and
+    greedily generate 5 tokens. Returns its parameter count, the names of empty or non-finite parameters, and how
+    many tokens it generated."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json, torch; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+            "p = sys.argv[1]; t = AutoTokenizer.from_pretrained(p); m = AutoModelForCausalLM.from_pretrained(p); "
+            "ids = t('Hello', return_tensors='pt'); o = m.generate(**ids, max_new_tokens=5, do_sample=False); "
+            "print(json.dumps({'params': m.num_parameters(), 'empty': [n for n, q in m.named_parameters() "
+            "if q.numel() == 0 or not torch.isfinite(q).all()], 'new_tokens': o.shape[1] - ids['input_ids'].shape[1]}))")
+    res = subprocess.run([sys.executable, "-c", code, str(model_dir)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def compose_cfg(overrides=(), run_dir=None):
     """Compose the project's config exactly as the CLI does, optionally setting run.dir."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
