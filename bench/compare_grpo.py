@@ -130,6 +130,10 @@ def main(argv=None) -> int:
 
         args.gpu = torch.cuda.is_available()
     variants = (args.variants or ("hf,static" if args.gpu else "hf")).split(",")
+    engines = sorted(p.stem for p in (ROOT / "conf" / "rollout").glob("*.yaml"))
+    unknown = [v for v in variants if v not in engines]
+    if unknown:  # before the reference's minutes, not after
+        ap.error(f"--variants: {', '.join(unknown)} not in conf/rollout/ ({', '.join(engines)})")
     if args.model_dir is None:
         from r1pipeline.models import materialize_embedded
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from r1pipeline.rollout import bound_seconds, generate_kwargs, generation_engine
+from r1pipeline.rollout import bound_seconds, generation_engine, static_generate_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ def generate(model, tok, prompts, n: int = 1, max_new_tokens: int = 128, tempera
     stop = _stop_ids(model, tok)
     sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
                 else {"do_sample": False})
-    static = rollout is not None and generation_engine(rollout) == "static"
-    extra = generate_kwargs(rollout) if rollout is not None else {}
+    engine = generation_engine(rollout) if rollout is not None else "hf"
+    static = engine == "static"
+    extra = static_generate_kwargs(rollout) if static else {}
     model.eval()
     torch.manual_seed(seed)
     out_texts, out_lens, bound_s, t0 = [], [], 0.0, time.perf_counter()
@@ -88,7 +89,7 @@ def generate(model, tok, prompts, n: int = 1, max_new_tokens: int = 128, tempera
     gens.stats = {"sequences": len(texts), "new_tokens": sum(out_lens), "wall_s": round(wall, 2),
                   "tokens_per_s": round(gens.tokens_per_s, 1), "bound_tokens_per_s": round(bound, 1),
                   "share_of_bound": round(gens.tokens_per_s / bound, 5) if bound else 0.0,
-                  "batch_size": batch_size, "engine": generation_engine(rollout) if rollout is not None else "hf"}
+                  "batch_size": batch_size, "engine": engine}
     log.info("generated %d sequences (%d tokens) in %.1f s: %.1f tokens/s (memory-bandwidth bound %.0f tokens/s, "
              "%.2f%% of it)", len(texts), sum(out_lens), wall, gens.tokens_per_s, bound,
              100 * gens.stats["share_of_bound"])

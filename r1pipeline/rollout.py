@@ -48,11 +48,9 @@ def compile_config(rollout):
                          fullgraph=c.get("fullgraph", False))
 
 
-def generate_kwargs(rollout) -> dict:
-    """Extra `model.generate` arguments of the generating stages' engine."""
-    if generation_engine(rollout) == "static":
-        return {"cache_implementation": "static", "compile_config": compile_config(rollout)}
-    return {}
+def static_generate_kwargs(rollout) -> dict:
+    """Extra `model.generate` arguments of the static engine in the generating stages."""
+    return {"cache_implementation": "static", "compile_config": compile_config(rollout)}
 
 
 # ---------------------------------------------------------------------------------------------- bandwidth bound
@@ -114,24 +112,24 @@ def rollout_trainer_cls():
     class RolloutGRPOTrainer(GRPOTrainer):
         def __init__(self, *args, rollout=None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.rollout = rollout
-            if rollout is not None and rollout.engine == "static" and not self.use_vllm:
+            static = rollout is not None and rollout.engine == "static" and not self.use_vllm
+            self.prompt_bucket = rollout.prompt_bucket if static else None  # generation-time prompt padding
+            if static:
                 # TRL passes disable_compile=True; a static cache only pays off with the compiled decode step.
                 self.generation_config.disable_compile = False
                 self.generation_config.compile_config = compile_config(rollout)
 
         def _generate_single_turn(self, prompt_ids, *args, **kwargs):
             dev = self.accelerator.device
-            static = self.rollout is not None and self.rollout.engine == "static" and not self.use_vllm
             unpadded = self.pad_to_multiple_of
-            if static:  # bucket the prompts for generation only; the training forward keeps TRL's padding
-                self.pad_to_multiple_of = self.rollout.prompt_bucket
+            bucket = self.prompt_bucket or unpadded
+            self.pad_to_multiple_of = bucket  # for generation only; the training forward keeps TRL's padding
             _sync(dev)
             t0 = time.perf_counter()
             try:
                 completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
             finally:
-                bucket, self.pad_to_multiple_of = self.pad_to_multiple_of, unpadded
+                self.pad_to_multiple_of = unpadded
             _sync(dev)
             wall = time.perf_counter() - t0
             lengths = [len(c) for c in completion_ids]

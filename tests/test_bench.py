@@ -35,3 +35,11 @@ def test_compare_grpo_harness_writes_the_table(tmp_path, embedded_model_dir):
         assert len(run["reward_curves"]["format"]) == 2
     for run in results["project"].values():  # generation alone is faster than whole steps, and below the bound
         assert run["rollout_tok_per_s"] < run["generation_tok_per_s"] < run["bound_tok_per_s"]
+
+
+def test_unknown_variant_is_refused_before_the_reference_runs(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "compare_grpo.py"), "--variants", "hf,statik",
+                          "--model-dir", str(tmp_path), "--out", str(tmp_path / "bench")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--variants: statik not in conf/rollout/ (hf, static, vllm)" in res.stderr
+    assert not (tmp_path / "bench" / "reference.log").exists()
