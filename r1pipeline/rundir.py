@@ -122,15 +122,30 @@ def finish_stage(out: Path, cfg, inputs: dict, result: dict) -> dict:
     return summary
 
 
+class StageFailed(ConfigError):
+    """A stage ran but produced nothing usable (e.g. no sample survived its filters); `metrics` say why and go into
+    its manifest, marked failed."""
+
+    def __init__(self, message: str, metrics: dict):
+        super().__init__(message)
+        self.metrics = metrics
+
+
 def execute_stage(cfg, inputs: dict, work) -> dict:
-    """The frame every training stage shares: prepare its directory, log into it, mark the manifest running,
-    run `work(stage_dir) -> result`, then write summary.json and the complete manifest. Returns the summary."""
+    """The frame every stage that writes an output shares: prepare its directory, log into it, mark the manifest
+    running, run `work(stage_dir) -> result`, then write summary.json and the complete manifest (or, on StageFailed,
+    the failed manifest with its metrics). Returns the summary."""
     from r1pipeline.logs import stage_logging
 
     out = prepare_stage_dir(cfg)
+    t0 = time.monotonic()
     with stage_logging(out):
         write_manifest(out, cfg, "running", inputs=inputs)
-        result = work(out)
+        try:
+            result = work(out)
+        except StageFailed as exc:
+            write_manifest(out, cfg, "failed", inputs=inputs, metrics=exc.metrics)
+            raise
         summary = finish_stage(out, cfg, inputs, result)
-        log.info("%s done in %.0f s: %s", cfg.stage.name, result.get("wall_s", 0.0), out)
+        log.info("%s done in %.0f s: %s", cfg.stage.name, result.get("wall_s", time.monotonic() - t0), out)
     return summary

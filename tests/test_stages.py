@@ -230,6 +230,18 @@ def test_rejection_sampling_counts_what_it_kept_and_dropped(tmp_path, embedded_m
     assert manifest["status"] == "complete" and manifest["metrics"]["filter"] == m["filter"]
 
 
+def test_rejection_sampling_that_keeps_nothing_says_why_and_marks_the_stage_failed(tmp_path, embedded_model_dir):
+    cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.model_from=base",
+                       "stage.verify=[test_always]", "stage.num_prompts=2", "stage.samples_per_prompt=2",
+                       "stage.generation.max_new_tokens=4", "stage.filters.min_score=2.0",
+                       "dataset.train_size=8", "dataset.test_size=4"], run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"kept no sample .*loosen stage\.filters"):
+        run_stage(cfg)
+    manifest = json.loads((tmp_path / "run" / "rejection_sampling" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["metrics"]["filter"]["dropped"]["wrong"] == 4
+    assert not (tmp_path / "run" / "rejection_sampling" / "summary.json").exists()
+
+
 def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
     run_dir = tmp_path / "run"
     cfg = compose_cfg(["model=tiny_random", "stage=eval", "stage.num_prompts=2", "stage.k=2",

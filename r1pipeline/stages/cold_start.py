@@ -16,19 +16,18 @@ import logging
 import re
 
 
+from r1pipeline.config import GENERATING_METHODS as GENERATING
 from r1pipeline.config import validate
 from r1pipeline.cot import normalized, refine
 from r1pipeline.data import build_dataset, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.generation import generate_with
-from r1pipeline.logs import stage_logging
 from r1pipeline.models import load_model, load_tokenizer
 from r1pipeline.rewards.text import prefill_text
-from r1pipeline.rundir import finish_stage, input_model, prepare_stage_dir, write_manifest
+from r1pipeline.rundir import StageFailed, execute_stage, input_model
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
-GENERATING = ("r1_zero", "few_shot", "direct")
 METHODS = (*GENERATING, "load")
 
 
@@ -134,10 +133,9 @@ def run(cfg) -> dict:
     paths = {name: input_model(cfg, name, "model_from") for name in set(sources.values())}  # fails early
     data = training_prompts(cfg) if sources else None
     check(cfg, set(data.column_names) if sources else set())
-    out = prepare_stage_dir(cfg)
     inputs = {"models": {m: paths[src][0] for m, src in sources.items()}, "dataset": cfg.dataset.name}
-    with stage_logging(out):
-        write_manifest(out, cfg, "running", inputs=inputs)
+
+    def work(out):
         verifier = Verifier(stage.verify) if sources else None
         rows, stats = [], {}
         for name in dict.fromkeys(sources.values()):  # load each source model once
@@ -150,14 +148,13 @@ def run(cfg) -> dict:
             new, stats["load"] = loaded_rows(stage.load)
             rows += new
         if not rows:
-            write_manifest(out, cfg, "failed", inputs=inputs, metrics=stats)
-            raise ConfigError(f"stage cold_start kept no rows ({json.dumps(stats)}); sample more "
+            raise StageFailed(f"stage cold_start kept no rows ({json.dumps(stats)}); sample more "
                               f"(stage.samples_per_prompt, stage.num_prompts), lower stage.min_score, or add "
-                              f"method load with a local cold-start set")
+                              f"method load with a local cold-start set", stats)
         dataset = out / "dataset.jsonl"
         dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        result = {"outputs": {"dataset": str(dataset)}, "rows": len(rows),
-                  "metrics": {"rows": len(rows), "per_method": stats}}
-        summary = finish_stage(out, cfg, inputs, result)
         log.info("cold start: %d rows -> %s", len(rows), dataset)
-    return summary
+        return {"outputs": {"dataset": str(dataset)}, "rows": len(rows),
+                "metrics": {"rows": len(rows), "per_method": stats}}
+
+    return execute_stage(cfg, inputs, work)

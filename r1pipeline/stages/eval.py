@@ -16,10 +16,9 @@ from r1pipeline.config import validate
 from r1pipeline.data import build_dataset
 from r1pipeline.errors import ConfigError
 from r1pipeline.evaluation import evaluate
-from r1pipeline.logs import stage_logging
 from r1pipeline.models import load_model, load_tokenizer
 from r1pipeline.plots import plot_eval_scores, plot_stage_comparison
-from r1pipeline.rundir import finish_stage, input_model, prepare_stage_dir, read_manifest, stage_dir, write_manifest
+from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_dir
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,9 @@ def run(cfg) -> dict:
     data = build_dataset(cfg.dataset)["test"]
     data = data.select(range(min(stage.num_prompts, len(data))))
     check_verifier(stage.verify, set(data.column_names))
-    out = prepare_stage_dir(cfg)
     inputs = {"models": {n: p for n, (p, _) in paths.items()}, "dataset": cfg.dataset.name, "prompts": len(data)}
-    with stage_logging(out):
-        write_manifest(out, cfg, "running", inputs=inputs)
+
+    def work(out):
         verifier, rows = Verifier(stage.verify), []
         with (out / "samples.jsonl").open("w") as samples_file:
             for name, (path, random_init) in paths.items():
@@ -85,7 +83,7 @@ def run(cfg) -> dict:
         plot_stage_comparison(curves, out / "curves.png", title="training curves per stage")
         table = (out / "results.md").read_text()
         log.info("eval results (%s test split, %d prompts, k=%d):\n%s", cfg.dataset.name, len(data), stage.k, table)
-        result = {"outputs": {"table": str(out / "results.md"), "csv": str(out / "results.csv")},
-                  "metrics": {r["model"]: {k: r[k] for k in COLUMNS[2:]} for r in rows}, "table": table}
-        summary = finish_stage(out, cfg, inputs, result)
-    return summary
+        return {"outputs": {"table": str(out / "results.md"), "csv": str(out / "results.csv")},
+                "metrics": {r["model"]: {k: r[k] for k in COLUMNS[2:]} for r in rows}, "table": table}
+
+    return execute_stage(cfg, inputs, work)

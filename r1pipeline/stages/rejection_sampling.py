@@ -20,10 +20,9 @@ from r1pipeline.cot import RejectionFilter
 from r1pipeline.data import build_dataset, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.generation import generate_with
-from r1pipeline.logs import stage_logging
 from r1pipeline.models import load_model, load_tokenizer
 from r1pipeline.rewards.text import prefill_text
-from r1pipeline.rundir import finish_stage, input_model, prepare_stage_dir, write_manifest
+from r1pipeline.rundir import StageFailed, execute_stage, input_model
 from r1pipeline.stages.cold_start import task_messages
 from r1pipeline.verify import Verifier, check_verifier
 
@@ -110,23 +109,21 @@ def run(cfg) -> dict:
     data = build_dataset(cfg.dataset)["train"]
     data = data.select(range(min(stage.num_prompts, len(data))))
     check(cfg, set(data.column_names))
-    out = prepare_stage_dir(cfg)
-    inputs = {"model": model_path, "dataset": cfg.dataset.name}
-    with stage_logging(out):
-        write_manifest(out, cfg, "running", inputs=inputs)
+
+    def work(out):
         tok, model = load_tokenizer(model_path), load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init)
         rows, filtered, generation = sample_and_filter(cfg, model, tok, data, Verifier(stage.verify))
         log.info("rejection sampling kept %d of %d samples; dropped %s", filtered["kept"], filtered["samples"],
                  filtered["dropped"])
         if not rows:
-            write_manifest(out, cfg, "failed", inputs=inputs, metrics={"filter": filtered})
-            raise ConfigError(f"stage rejection_sampling kept no sample ({filtered}); sample more "
-                              f"(stage.samples_per_prompt, stage.num_prompts) or loosen stage.filters")
+            raise StageFailed(f"stage rejection_sampling kept no sample ({filtered}); sample more "
+                              f"(stage.samples_per_prompt, stage.num_prompts) or loosen stage.filters",
+                              {"filter": filtered})
         extra = non_reasoning_rows(stage.non_reasoning, len(rows))
         dataset = out / "dataset.jsonl"
         dataset.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
         metrics = {"rows": len(rows) + len(extra), "reasoning_rows": len(rows), "non_reasoning_rows": len(extra),
                    "filter": filtered, "generation": generation}
-        result = {"outputs": {"dataset": str(dataset)}, "metrics": metrics}
-        summary = finish_stage(out, cfg, inputs, result)
-    return summary
+        return {"outputs": {"dataset": str(dataset)}, "metrics": metrics}
+
+    return execute_stage(cfg, {"model": model_path, "dataset": cfg.dataset.name}, work)
