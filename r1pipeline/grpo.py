@@ -60,7 +60,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     args = grpo_args(cfg, out, weights)
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
     log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s, rollout=%s", cfg.stage.name, model_path,
-             model.num_parameters() / 1e6, len(data["train"]), dict(zip(reward_cfg(cfg), weights)), cfg.rollout.name)
+             model.num_parameters() / 1e6, len(data["train"]), {f.name: w for f, w in zip(funcs, weights)}, cfg.rollout.name)
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
                                     args=args, train_dataset=data["train"],
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)

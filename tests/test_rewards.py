@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from r1pipeline.rewards.registry import REWARDS, reward_names
+from r1pipeline.rewards.registry import REWARDS, register, reward_names
 
 PREFILL = "Let me solve this step by step.\n<think>"
 PROMPT = [{"role": "system", "content": "You are a helpful assistant."},
@@ -428,3 +428,62 @@ def test_free_answer_is_linear_on_a_long_run_without_digits():
     t0 = time.monotonic()
     assert free_answer("(" * 200_000, "expression") is None and free_answer(" " * 200_000, "number") is None
     assert time.monotonic() - t0 < 1.0
+
+
+# ------------------------------------------------------------------------------------------------ correct
+
+CORRECT_CASES = [
+    # (completion, params, expected) with checks [countdown] on nums [3, 5, 2], target 16
+    # R1 format and a right expression
+    (" 3+5=8, 8*2=16</think><answer>(3 + 5) * 2</answer>", {}, 1.0),
+    # the target restated (the prompt gives it away)
+    (" easy</think><answer>16</answer>", {}, 0.0),
+    # right expression after an empty think block: strict by default
+    ("</think><answer>(3 + 5) * 2</answer>", {}, 0.0),
+    # ... paid when the mix asks for the last answer block only
+    ("</think><answer>(3 + 5) * 2</answer>", {"answer_from": "tags"}, 1.0),
+    # right expression outside the tags, format-free
+    (" so (3 + 5) * 2 works</think>", {"answer_from": "anywhere"}, 1.0),
+    # two checks, one satisfied: not fully correct ...
+    (" x</think><answer>(3 + 5) * 2</answer>", {"checks": ["countdown", "test_never"]}, 0.0),
+    # ... the mean with partial credit
+    (" x</think><answer>(3 + 5) * 2</answer>", {"checks": ["countdown", "test_never"], "partial_credit": True}, 0.5),
+    # reasoning-gym's Countdown gives 0.05 to a well-formed wrong equation: no partial credit by default
+    (" x</think><answer>3 * 5 + 2</answer>", {"checks": ["reasoning_gym"]}, 0.0),
+    # ... passed through with partial_credit
+    (" x</think><answer>3 * 5 + 2</answer>", {"checks": ["reasoning_gym"], "partial_credit": True}, 0.05),
+]
+
+
+@register("test_never")
+class NeverCorrect:
+    """Test-only check: nothing is correct."""
+
+    def __call__(self, completions, **kwargs):
+        return [0.0] * len(completions)
+
+
+@pytest.mark.parametrize("completion,params,expected", CORRECT_CASES)
+def test_correct(completion, params, expected):
+    row = {"nums": [[3, 5, 2]], "target": [16], "task": ["countdown"], "answer": ["(3 + 5) * 2"], "question": [""],
+           "metadata": [json.dumps({"numbers": [3, 5, 2], "target": 16})]}
+    assert score("correct", [completion], {"checks": ["countdown"], **params}, **row) == [expected]
+
+
+def test_correct_is_none_when_no_check_can_verify():
+    # GSM8K-style check on a row whose reference has no math: skipped, as accuracy itself is
+    assert score("correct", [" x</think><answer>4</answer>"], {"checks": ["accuracy"]}, answer=["n/a"]) == [None]
+
+
+@pytest.mark.parametrize("params,message", [
+    # no checks at all
+    ({"checks": []}, r"correct\.checks: empty; name the dataset's check, e.g\. checks: \$\{dataset\.verify\}"),
+    # a check the registry does not know
+    ({"checks": ["countdwn"]}, r"correct\.checks\.countdwn: unknown reward \(did you mean 'countdown'\?\)"),
+    # two places saying where the answer is read
+    ({"checks": [{"countdown": {"answer_from": "tags"}}]},
+     r"correct\.checks\.countdown\.answer_from: 'tags' conflicts with correct\.answer_from='strict'; set it once"),
+])
+def test_correct_rejects_bad_checks(params, message):
+    with pytest.raises(ValueError, match=message):
+        REWARDS["correct"](**params)
