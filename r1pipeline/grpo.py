@@ -11,9 +11,10 @@ from r1pipeline import callbacks as cb
 from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.plots import summarize_metrics
+from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
-from r1pipeline.rundir import execute_stage, input_model
+from r1pipeline.rundir import execute_stage, input_model, is_main_process
 from r1pipeline.tracking import tracking_callbacks
 from r1pipeline.training import common_args, train_and_save
 
@@ -74,15 +75,32 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
             "reward_errors": {f.name: f.errors for f in funcs}}
 
 
+def audit_rewards(cfg, train) -> dict | None:
+    """The reward-hacking audit (reward_audit.py) of the stage's mix on its first training rows: milliseconds, no
+    model; warns naming the hack and the reward that pays for it. Rank 0 only (one warning, one record)."""
+    if not is_main_process():
+        return None
+    switch = "stage.rewards.audit" if cfg.stage.get("rewards") else "reward.audit"
+    return run_audit(reward_cfg(cfg), train, switch)
+
+
 def run_grpo_stage(cfg) -> dict:
     """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, then training in the stage directory.
 
     Everything that can fail on bad input (config, named input stage, dataset columns) fails before the stage
-    directory is created or a model loads.
+    directory is created or a model loads. The reward audit runs in the stage directory (its warnings land in
+    log.txt) before the model loads, and its report goes into summary.json and the manifest (`metrics.reward_audit`).
     """
     from r1pipeline.config import validate
 
     validate(cfg)
     model_path, random_init = input_model(cfg, cfg.stage.init_from)  # "run stage X first" when missing
     data = prepare_data(cfg)
-    return execute_stage(cfg, {"model": model_path}, lambda out: run_grpo(cfg, out, data, model_path, random_init))
+
+    def work(out: Path) -> dict:
+        audit = audit_rewards(cfg, data["train"])
+        result = run_grpo(cfg, out, data, model_path, random_init)
+        result["metrics"]["reward_audit"] = audit
+        return result
+
+    return execute_stage(cfg, {"model": model_path}, work)

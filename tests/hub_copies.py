@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+DATASETS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "dataset").glob("*.yaml"))
+
 # dataset config -> (row builder, reference answer of row i, splits the hub dataset has)
 HUB = {
     # GSM8K: the answer is the number after "####" (thousands separators dropped)
@@ -14,9 +16,9 @@ HUB = {
                          "answer": f"He has {i} + 1000 = {i + 1000}.\n#### {i + 1000:,}"},
               lambda i: str(i + 1000), ("train", "test")),
     # NuminaMath-TIR: the answer is the last \boxed{...} of the solution, nested braces kept
-    "numina_math_tir": (lambda i: {"problem": f"Simplify {i}/2.", "messages": [],
-                                   "solution": f"First \\boxed{{0}} is wrong; it is \\boxed{{\\frac{{{i}}}{{2}}}}."},
-                        lambda i: f"\\frac{{{i}}}{{2}}", ("train", "test")),
+    "numina_math_tir": (lambda i: {"problem": f"What is {i} plus one half?", "messages": [],
+                                   "solution": f"First \\boxed{{0}} is wrong; it is \\boxed{{\\frac{{{2 * i + 1}}}{{2}}}}."},
+                        lambda i: f"\\frac{{{2 * i + 1}}}{{2}}", ("train", "test")),
     # MATH-500: the answer column is used as is; a test set only
     "math_500": (lambda i: {"problem": f"What is {i} squared?", "solution": "...", "answer": str(i * i),
                             "subject": "Algebra", "level": 1, "unique_id": f"t/{i}.json"},

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from conftest import CONF_DIR, compose_cfg
-from hub_copies import HUB, TEST_OFFSET, indices, write_local_copy
+from conftest import compose_cfg
+from hub_copies import DATASETS, HUB, TEST_OFFSET, indices, write_local_copy
 from r1pipeline.config import validate
 from r1pipeline.data import build_dataset
 from r1pipeline.errors import ConfigError
-
-DATASETS = sorted(p.stem for p in (Path(CONF_DIR) / "dataset").glob("*.yaml"))
-
 
 def dataset_overrides(name: str, tmp_path, n: int = 10) -> list[str]:
     """Overrides that build `name` offline and small: hub configs read a local copy in their schema."""

@@ -52,6 +52,9 @@ def test_r1_zero_writes_every_artifact_and_learns(tiny_cfg):
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["outputs"]["model"] == str(out / "model")
+    # the reward audit ran before training and is on record: nothing in this mix pays for a hack
+    audit = manifest["metrics"]["reward_audit"]
+    assert audit == summary["metrics"]["reward_audit"] and audit["rows"] == 4 and audit["paid"] == []
     log = (out / "log.txt").read_text()
     assert "step 2/2 | reward" in log
 
