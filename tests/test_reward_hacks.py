@@ -173,3 +173,19 @@ def test_audit_report_is_json(tmp_path):
     report = audit_mix(cfg.reward, rows)
     assert json.loads(json.dumps(report)) == report
     assert set(report) == {"enabled", "rows", "tried", "skipped", "paid", "wall_ms"}
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_every_stage_verifies_with_the_datasets_one_declared_check(tmp_path, name):
+    from omegaconf import OmegaConf
+
+    from r1pipeline.verify import check_verifier
+
+    rows, _ = rows_and_mix(name, "r1_zero", tmp_path)
+    declared = OmegaConf.to_container(compose_cfg([f"dataset={name}"]).dataset.verify)
+    for stage in ("cold_start", "rejection_sampling", "eval"):
+        assert OmegaConf.to_container(compose_cfg([f"dataset={name}", f"stage={stage}"]).stage.verify) == declared
+    for stage in MIXES:
+        mix = rows_and_mix(name, stage, tmp_path)[1]
+        assert OmegaConf.to_container(mix.correct.checks) == declared
+    check_verifier(declared, set(rows[0]))  # and the check finds the columns it reads
