@@ -161,6 +161,7 @@ def validate(cfg) -> None:
         check_model_path(cfg.model.path)
     if cfg.stage.name in GRPO_STAGES:
         check_grpo(cfg)
-        validate_reward_config(cfg.stage.get("rewards") or cfg.reward)
+        field = "stage.rewards" if cfg.stage.get("rewards") else "reward"
+        validate_reward_config(cfg.stage.get("rewards") or cfg.reward, where=field)
     if cfg.stage.name in SFT_STAGES:
         check_sft(cfg)

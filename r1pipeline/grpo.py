@@ -44,10 +44,15 @@ def reward_cfg(cfg):
     return cfg.stage.get("rewards") or cfg.reward
 
 
+def reward_field(cfg) -> str:
+    """Where `reward_cfg(cfg)` sits in the config, for messages."""
+    return "stage.rewards" if cfg.stage.get("rewards") else "reward"
+
+
 def prepare_data(cfg):
     """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model)."""
     data = build_dataset(cfg.dataset)
-    validate_reward_config(reward_cfg(cfg), set(data["train"].column_names))
+    validate_reward_config(reward_cfg(cfg), set(data["train"].column_names), reward_field(cfg))
     return data
 
 
@@ -80,8 +85,7 @@ def audit_rewards(cfg, train) -> dict | None:
     model; warns naming the hack and the reward that pays for it. Rank 0 only (one warning, one record)."""
     if not is_main_process():
         return None
-    switch = "stage.rewards.audit" if cfg.stage.get("rewards") else "reward.audit"
-    return run_audit(reward_cfg(cfg), train, switch)
+    return run_audit(reward_cfg(cfg), train, f"{reward_field(cfg)}.audit")
 
 
 def run_grpo_stage(cfg) -> dict:

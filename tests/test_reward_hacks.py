@@ -189,3 +189,13 @@ def test_every_stage_verifies_with_the_datasets_one_declared_check(tmp_path, nam
         mix = rows_and_mix(name, stage, tmp_path)[1]
         assert OmegaConf.to_container(mix.correct.checks) == declared
     check_verifier(declared, set(rows[0]))  # and the check finds the columns it reads
+
+
+def test_a_bad_stage_mix_is_named_at_its_own_field():
+    from r1pipeline.config import validate
+    from r1pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^stage\.rewards\.audit: must be true or false"):
+        validate(compose_cfg(["stage=reasoning_rl", "stage.rewards.audit=maybe"]))
+    with pytest.raises(ConfigError, match=r"^stage\.rewards\.correct\.checks\.countdwn: unknown reward"):
+        validate(compose_cfg(["stage=reasoning_rl", "dataset.verify=[countdwn]"]))
