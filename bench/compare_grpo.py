@@ -82,7 +82,7 @@ def project(args, out: Path, env, variant: str) -> dict:
             "bound_tok_per_s": median_after_warmup([r.get("rollout/bound_tokens_per_s", 0.0) for r in rows]),
             "peak_mem_gb": summary.get("peak_gpu_mem_gb") or rss, "wall_s": wall, "reward_curves": {
                 "format": [r.get("rewards/format/mean") for r in rows],
-                "countdown": [r.get("rewards/countdown/mean") for r in rows],
+                "countdown": [r.get("rewards/correct/mean", r.get("rewards/countdown/mean")) for r in rows],
                 "mean_len": [r.get("completions/mean_length") for r in rows]}}
 
 

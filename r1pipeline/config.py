@@ -83,6 +83,24 @@ def check_inputs(cfg) -> None:
                               f"(base or a stage name)")
 
 
+def draws_training_rows(stage) -> bool:
+    """Whether a stage trains on, or samples training data from, the dataset's training rows."""
+    if stage.name == "pipeline":
+        return any(draws_training_rows(stage[name]) for name in stage.order if name in stage)
+    return stage.name in GRPO_STAGES or stage.name == "rejection_sampling" or (
+        stage.name == "cold_start" and any(m in GENERATING_METHODS for m in stage.get("methods") or []))
+
+
+def check_training_split(cfg) -> None:
+    """A stage that draws training rows refuses a dataset that has none (`dataset.split: null`, e.g. MATH-500: a
+    test set as a whole, none of its rows may be trained on)."""
+    if cfg.dataset.get("split") is None and cfg.dataset.source != "reasoning_gym" and draws_training_rows(cfg.stage):
+        raise ConfigError(f"dataset.split: null - dataset {cfg.dataset.name!r} has no training split (it is a test "
+                          f"set as a whole: none of its rows may be trained on), and stage {cfg.stage.name} draws "
+                          f"training rows; train on another dataset (e.g. dataset=numina_math_tir) and use "
+                          f"dataset={cfg.dataset.name} with stage=eval")
+
+
 def check_hardware(cfg) -> None:
     """GPU profiles need that many CUDA GPUs on this machine; say which profile fits instead."""
     import torch
@@ -135,6 +153,7 @@ def validate(cfg) -> None:
     if cfg.stage.name not in STAGES:
         raise ConfigError(f"stage.name: {cfg.stage.name!r} is not a stage; choose one of {sorted(STAGES)}")
     check_inputs(cfg)
+    check_training_split(cfg)
     check_hardware(cfg)
     check_rollout(cfg)
     check_quantization(cfg.model, cfg.hardware.use_cpu)
@@ -142,6 +161,7 @@ def validate(cfg) -> None:
         check_model_path(cfg.model.path)
     if cfg.stage.name in GRPO_STAGES:
         check_grpo(cfg)
-        validate_reward_config(cfg.stage.get("rewards") or cfg.reward)
+        field = "stage.rewards" if cfg.stage.get("rewards") else "reward"
+        validate_reward_config(cfg.stage.get("rewards") or cfg.reward, where=field)
     if cfg.stage.name in SFT_STAGES:
         check_sft(cfg)

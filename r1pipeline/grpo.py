@@ -11,9 +11,10 @@ from r1pipeline import callbacks as cb
 from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.plots import summarize_metrics
+from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
-from r1pipeline.rundir import execute_stage, input_model
+from r1pipeline.rundir import execute_stage, input_model, is_main_process
 from r1pipeline.tracking import tracking_callbacks
 from r1pipeline.training import common_args, train_and_save
 
@@ -43,10 +44,15 @@ def reward_cfg(cfg):
     return cfg.stage.get("rewards") or cfg.reward
 
 
+def reward_field(cfg) -> str:
+    """Where `reward_cfg(cfg)` sits in the config, for messages."""
+    return "stage.rewards" if cfg.stage.get("rewards") else "reward"
+
+
 def prepare_data(cfg):
     """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model)."""
     data = build_dataset(cfg.dataset)
-    validate_reward_config(reward_cfg(cfg), set(data["train"].column_names))
+    validate_reward_config(reward_cfg(cfg), set(data["train"].column_names), reward_field(cfg))
     return data
 
 
@@ -60,7 +66,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     args = grpo_args(cfg, out, weights)
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
     log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s, rollout=%s", cfg.stage.name, model_path,
-             model.num_parameters() / 1e6, len(data["train"]), dict(zip(reward_cfg(cfg), weights)), cfg.rollout.name)
+             model.num_parameters() / 1e6, len(data["train"]), {f.name: w for f, w in zip(funcs, weights)}, cfg.rollout.name)
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
                                     args=args, train_dataset=data["train"],
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)
@@ -74,15 +80,31 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
             "reward_errors": {f.name: f.errors for f in funcs}}
 
 
+def audit_rewards(cfg, train) -> dict | None:
+    """The reward-hacking audit (reward_audit.py) of the stage's mix on its first training rows: milliseconds, no
+    model; warns naming the hack and the reward that pays for it. Rank 0 only (one warning, one record)."""
+    if not is_main_process():
+        return None
+    return run_audit(reward_cfg(cfg), train, f"{reward_field(cfg)}.audit")
+
+
 def run_grpo_stage(cfg) -> dict:
     """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, then training in the stage directory.
 
     Everything that can fail on bad input (config, named input stage, dataset columns) fails before the stage
-    directory is created or a model loads.
+    directory is created or a model loads. The reward audit runs in the stage directory (its warnings land in
+    log.txt) before the model loads, and its report goes into summary.json and the manifest (`metrics.reward_audit`).
     """
     from r1pipeline.config import validate
 
     validate(cfg)
     model_path, random_init = input_model(cfg, cfg.stage.init_from)  # "run stage X first" when missing
     data = prepare_data(cfg)
-    return execute_stage(cfg, {"model": model_path}, lambda out: run_grpo(cfg, out, data, model_path, random_init))
+
+    def work(out: Path) -> dict:
+        audit = audit_rewards(cfg, data["train"])
+        result = run_grpo(cfg, out, data, model_path, random_init)
+        result["metrics"]["reward_audit"] = audit
+        return result
+
+    return execute_stage(cfg, {"model": model_path}, work)

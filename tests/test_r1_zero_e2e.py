@@ -40,18 +40,21 @@ def test_r1_zero_writes_every_artifact_and_learns(tiny_cfg):
     metrics = [r for r in _rows(out / "metrics.jsonl") if "reward" in r]
     assert [r["step"] for r in metrics] == [1, 2]
     for row in metrics:
-        for key in ("reward", "rewards/format/mean", "rewards/countdown/mean", "rewards/test_length/mean",
+        for key in ("reward", "rewards/format/mean", "rewards/correct/mean", "rewards/test_length/mean",
                     "completions/mean_length", "step_time", "rewards/format/errors"):
             assert key in row and math.isfinite(row[key]), key
         assert 0.0 <= row["rewards/format/mean"] <= 1.0
 
     samples = _rows(out / "samples.jsonl")
     assert samples and {s["step"] for s in samples} == {1, 2}
-    assert set(samples[0]["rewards"]) == {"format", "tag_count", "countdown", "test_length"}
+    assert set(samples[0]["rewards"]) == {"format", "tag_count", "correct", "test_length"}
     assert "Using the numbers" in samples[0]["prompt"] and isinstance(samples[0]["completion"], str)
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["outputs"]["model"] == str(out / "model")
+    # the reward audit ran before training and is on record: nothing in this mix pays for a hack
+    audit = manifest["metrics"]["reward_audit"]
+    assert audit == summary["metrics"]["reward_audit"] and audit["rows"] == 4 and audit["paid"] == []
     log = (out / "log.txt").read_text()
     assert "step 2/2 | reward" in log
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from r1pipeline.rewards.registry import REWARDS, reward_names
+from r1pipeline.rewards.registry import REWARDS, register, reward_names
 
 PREFILL = "Let me solve this step by step.\n<think>"
 PROMPT = [{"role": "system", "content": "You are a helpful assistant."},
@@ -30,37 +30,53 @@ def score(name: str, texts: list[str], params: dict | None = None, prompt=PROMPT
 # ------------------------------------------------------------------------------------------------ accuracy
 
 ACCURACY_CASES = [
-    # (completion after the prefill, reference, expected)
+    # (completion after the prefill, reference, answer_from, expected)
     # correct, plain decimal vs LaTeX fraction reference
-    (" 1/2 = 0.5</think>\n<answer>0.5</answer>", r"\frac{1}{2}", 1.0),
+    (" 1/2 = 0.5</think>\n<answer>0.5</answer>", r"\frac{1}{2}", "tags", 1.0),
     # correct, boxed LaTeX inside the answer block
-    (" half</think><answer>$\\boxed{\\frac{1}{2}}$</answer>", "0.5", 1.0),
+    (" half</think><answer>$\\boxed{\\frac{1}{2}}$</answer>", "0.5", "tags", 1.0),
     # correct, integer with spaces
-    (" 12+71+33</think><answer> 116 </answer>", "116", 1.0),
+    (" 12+71+33</think><answer> 116 </answer>", "116", "tags", 1.0),
     # wrong value
-    (" 1/3?</think><answer>0.33</answer>", r"\frac{1}{2}", 0.0),
+    (" 1/3?</think><answer>0.33</answer>", r"\frac{1}{2}", "tags", 0.0),
     # the last answer block counts: a wrong final answer after a right one is wrong
-    ("</think><answer>0.5</answer><answer>7</answer>", "0.5", 0.0),
-    # no answer block: a boxed value at the end still counts (math datasets answer in \boxed{})
-    (" so the result is \\boxed{0.5}</think>", "1/2", 1.0),
-    # no answer block and no anchor: a number mentioned in passing does not count
-    (" maybe 0.5 or 3</think> I am not sure", "0.5", 0.0),
+    ("</think><answer>0.5</answer><answer>7</answer>", "0.5", "tags", 0.0),
+    # no answer block: a boxed value outside the tags is not an answer under `tags` ...
+    (" so the result is \\boxed{0.5}</think>", "1/2", "tags", 0.0),
+    # ... but is the final answer format-free
+    (" so the result is \\boxed{0.5}</think>", "1/2", "anywhere", 1.0),
+    # format-free without a box: the last number of the response
+    (" half of one is 0.5</think> I am sure.", "1/2", "anywhere", 1.0),
+    # format-free: an answer block still wins over a later number
+    (" x</think><answer>0.5</answer> (not 3)", "1/2", "anywhere", 1.0),
+    # strict: the right answer after an empty think block is not in R1 format
+    ("</think><answer>0.5</answer>", "0.5", "strict", 0.0),
+    # strict: R1 format, right answer (the prefill's "Let me solve this step by step." preamble is ours)
+    (" halve it</think> <answer>0.5</answer>", "0.5", "strict", 1.0),
+    # hedged: several numbers in the block; math-verify alone would read the last one and pay
+    (" x</think><answer>7919, 0.5</answer>", "0.5", "tags", 0.0),
+    # hedged with words
+    (" x</think><answer>0.5 or 3</answer>", "3", "tags", 0.0),
+    # a unit with an exponent is not a second number
+    (" x</think><answer>18 \\text{ cm}^2</answer>", "18", "tags", 1.0),
     # malformed: unclosed answer block, no boxed value
-    ("</think><answer>0.5", "0.5", 0.0),
+    ("</think><answer>0.5", "0.5", "tags", 0.0),
     # hacked: words instead of math in the answer
-    ("</think><answer>the answer is correct</answer>", "0.5", 0.0),
+    ("</think><answer>the answer is correct</answer>", "0.5", "tags", 0.0),
     # empty answer block
-    ("</think><answer></answer>", "0.5", 0.0),
+    ("</think><answer></answer>", "0.5", "tags", 0.0),
     # reference without any parsable math: skipped (None), not a made-up score
-    ("</think><answer>0.5</answer>", "see the figure", None),
+    ("</think><answer>0.5</answer>", "see the figure", "tags", None),
+    # ... also when the response gave no answer
+    (" no idea</think>", "see the figure", "tags", None),
     # empty reference: skipped
-    ("</think><answer>0.5</answer>", "", None),
+    ("</think><answer>0.5</answer>", "", "tags", None),
 ]
 
 
-@pytest.mark.parametrize("completion,reference,expected", ACCURACY_CASES)
-def test_accuracy(completion, reference, expected):
-    assert score("accuracy", [completion], answer=[reference]) == [expected]
+@pytest.mark.parametrize("completion,reference,answer_from,expected", ACCURACY_CASES)
+def test_accuracy(completion, reference, answer_from, expected):
+    assert score("accuracy", [completion], {"answer_from": answer_from}, answer=[reference]) == [expected]
 
 
 def test_accuracy_reads_the_configured_reference_column():
@@ -321,3 +337,153 @@ def test_reasoning_gym_countdown_partial_credit():
     got = score("reasoning_gym", ["</think><answer>3 * 5 + 1</answer>", "</think><answer>3 + 5 + 1</answer>",
                                   "</think><answer>sixteen</answer>"], **cols)
     assert got == [1.0, 0.05, 0.01]
+
+
+def test_reasoning_gym_reads_the_answer_where_answer_from_says():
+    row = _gym_rows("basic_arithmetic", 1)[0]
+    cols = {k: [row[k]] * 3 for k in ("task", "answer", "metadata", "question")}
+    completions = [f" work</think> so it is {row['answer']}",  # right number, outside the tags
+                   f"</think><answer>{row['answer']}</answer>",  # right answer after an empty think block
+                   f" work</think><answer>{row['answer']}</answer>"]  # R1 format
+    assert score("reasoning_gym", completions, {"answer_from": "tags"}, **cols) == [0.0, 1.0, 1.0]
+    assert score("reasoning_gym", completions, {"answer_from": "strict"}, **cols) == [0.0, 0.0, 1.0]
+    assert score("reasoning_gym", completions, {"answer_from": "anywhere"}, **cols) == [1.0, 1.0, 1.0]
+
+
+COUNTDOWN_ANSWER_FROM_CASES = [
+    # (completion, tags, strict, anywhere) for nums [3, 5, 2], target 16
+    # R1 format, right: paid everywhere
+    (" 3+5=8</think><answer>(3 + 5) * 2</answer>", 1.0, 1.0, 1.0),
+    # right expression after an empty think block: not R1 format
+    ("</think><answer>(3 + 5) * 2</answer>", 1.0, 0.0, 1.0),
+    # right expression in prose, no tags: only format-free finds it (the last arithmetic run, "= 16" dropped)
+    (" I get (3 + 5) * 2 = 16.</think>", 0.0, 0.0, 1.0),
+    # a second answer block hedges: tags reads the last one, strict refuses the shape
+    (" x</think><answer>3 * 5 + 2</answer><answer>(3 + 5) * 2</answer>", 1.0, 0.0, 1.0),
+    # the target alone, anywhere: not an expression of the numbers
+    (" so 16</think>", 0.0, 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,tags,strict,anywhere", COUNTDOWN_ANSWER_FROM_CASES)
+def test_countdown_answer_from(completion, tags, strict, anywhere):
+    got = [score("countdown", [completion], {"answer_from": a}, nums=[[3, 5, 2]], target=[16])[0]
+           for a in ("tags", "strict", "anywhere")]
+    assert got == [tags, strict, anywhere]
+
+
+def test_answer_from_must_be_known():
+    with pytest.raises(ValueError, match=r"countdown\.answer_from: 'everywhere' is not one of tags, strict, anywhere"):
+        REWARDS["countdown"](answer_from="everywhere")
+
+
+# ------------------------------------------------------------------------------------------------ answer extraction
+
+ANSWER_CASES = [
+    # (response from the prefill's <think> on, kind, tags, strict, anywhere)
+    # R1 format: the block, whatever the mode
+    ("<think> 2+2 </think> <answer> 4 </answer>", "number", "4", "4", "4"),
+    # empty think block: a block, but not R1 format
+    ("<think></think><answer>4</answer>", "number", "4", None, "4"),
+    # text after the answer block breaks R1 format
+    ("<think>a</think><answer>4</answer> done", "number", "4", None, "4"),
+    # two answer blocks: the last one; not R1 format
+    ("<think>a</think><answer>3</answer><answer>4</answer>", "number", "4", None, "4"),
+    # empty answer block
+    ("<think>a</think><answer> </answer>", "number", "", None, ""),
+    # no block: \boxed{} first, balanced braces kept
+    ("<think>so \\boxed{\\frac{1}{2}} and 7</think>", "number", None, None, "\\frac{1}{2}"),
+    # no block, no box: the last number; thousands separators dropped
+    ("<think>it costs 1,234 dollars</think>", "number", None, None, "1234"),
+    # a negative final number, after an "=" with a space
+    ("<think>5 - 3 - 6 = -4</think>", "number", None, None, "-4"),
+    # a binary minus is not a sign: "10-4" ends in 4
+    ("<think>10-4</think>", "number", None, None, "4"),
+    # decimals and fractions are one number; a full stop is not a decimal point
+    ("<think>half is 1/2. Or 0.5.</think>", "number", None, None, "0.5"),
+    # expression kind: the last arithmetic run, without a trailing "=" or full stop
+    ("<think>try 3 * 5 = 15, no. So (3 + 5) * 2 = 16.</think>", "expression", None, None, "(3 + 5) * 2 = 16"),
+    # expression kind without any digit
+    ("<think>no idea</think>", "expression", None, None, None),
+    # number kind without any number
+    ("<think>no idea</think>", "number", None, None, None),
+]
+
+
+@pytest.mark.parametrize("response,kind,tags,strict,anywhere", ANSWER_CASES)
+def test_final_answers(response, kind, tags, strict, anywhere):
+    from r1pipeline.rewards.text import final_answers
+
+    prompt = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Let me think.\n<think>"}]
+    completion = [conv(response[len("<think>"):])]  # the prefill holds the <think>, as in training
+    got = [final_answers(completion, [prompt], a, kind)[0] for a in ("tags", "strict", "anywhere")]
+    assert got == [tags, strict, anywhere]
+
+
+def test_free_answer_is_linear_on_a_long_run_without_digits():
+    import time
+
+    from r1pipeline.rewards.text import free_answer
+
+    t0 = time.monotonic()
+    assert free_answer("(" * 200_000, "expression") is None and free_answer(" " * 200_000, "number") is None
+    assert time.monotonic() - t0 < 1.0
+
+
+# ------------------------------------------------------------------------------------------------ correct
+
+CORRECT_CASES = [
+    # (completion, params, expected) with checks [countdown] on nums [3, 5, 2], target 16
+    # R1 format and a right expression
+    (" 3+5=8, 8*2=16</think><answer>(3 + 5) * 2</answer>", {}, 1.0),
+    # the target restated (the prompt gives it away)
+    (" easy</think><answer>16</answer>", {}, 0.0),
+    # right expression after an empty think block: strict by default
+    ("</think><answer>(3 + 5) * 2</answer>", {}, 0.0),
+    # ... paid when the mix asks for the last answer block only
+    ("</think><answer>(3 + 5) * 2</answer>", {"answer_from": "tags"}, 1.0),
+    # right expression outside the tags, format-free
+    (" so (3 + 5) * 2 works</think>", {"answer_from": "anywhere"}, 1.0),
+    # two checks, one satisfied: not fully correct ...
+    (" x</think><answer>(3 + 5) * 2</answer>", {"checks": ["countdown", "test_never"]}, 0.0),
+    # ... the mean with partial credit
+    (" x</think><answer>(3 + 5) * 2</answer>", {"checks": ["countdown", "test_never"], "partial_credit": True}, 0.5),
+    # reasoning-gym's Countdown gives 0.05 to a well-formed wrong equation: no partial credit by default
+    (" x</think><answer>3 * 5 + 2</answer>", {"checks": ["reasoning_gym"]}, 0.0),
+    # ... passed through with partial_credit
+    (" x</think><answer>3 * 5 + 2</answer>", {"checks": ["reasoning_gym"], "partial_credit": True}, 0.05),
+]
+
+
+@register("test_never")
+class NeverCorrect:
+    """Test-only check: nothing is correct."""
+
+    def __call__(self, completions, **kwargs):
+        return [0.0] * len(completions)
+
+
+@pytest.mark.parametrize("completion,params,expected", CORRECT_CASES)
+def test_correct(completion, params, expected):
+    row = {"nums": [[3, 5, 2]], "target": [16], "task": ["countdown"], "answer": ["(3 + 5) * 2"], "question": [""],
+           "metadata": [json.dumps({"numbers": [3, 5, 2], "target": 16})]}
+    assert score("correct", [completion], {"checks": ["countdown"], **params}, **row) == [expected]
+
+
+def test_correct_is_none_when_no_check_can_verify():
+    # GSM8K-style check on a row whose reference has no math: skipped, as accuracy itself is
+    assert score("correct", [" x</think><answer>4</answer>"], {"checks": ["accuracy"]}, answer=["n/a"]) == [None]
+
+
+@pytest.mark.parametrize("params,message", [
+    # no checks at all
+    ({"checks": []}, r"correct\.checks: empty; name the dataset's check, e.g\. checks: \$\{dataset\.verify\}"),
+    # a check the registry does not know
+    ({"checks": ["countdwn"]}, r"correct\.checks\.countdwn: unknown reward \(did you mean 'countdown'\?\)"),
+    # two places saying where the answer is read
+    ({"checks": [{"countdown": {"answer_from": "tags"}}]},
+     r"correct\.checks\.countdown\.answer_from: 'tags' conflicts with correct\.answer_from='strict'; set it once"),
+])
+def test_correct_rejects_bad_checks(params, message):
+    with pytest.raises(ValueError, match=message):
+        REWARDS["correct"](**params)

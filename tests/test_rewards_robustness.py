@@ -24,6 +24,7 @@ PREFILL = "Let me solve this step by step.\n<think>"
 PROMPT = [{"role": "user", "content": "Using the numbers [3, 5, 2], create an equation that equals 16."},
           {"role": "assistant", "content": PREFILL}]
 TOWER = r"\boxed{9^{9^{9^{9^{9}}}}}"  # math-verify's verify() runs for minutes on this against "2"
+reward_names()  # imports every reward module, so any test here also runs alone (-k)
 
 # Every shipped reward with non-default parameters, so pickling must carry them.
 PARAMS = {
@@ -37,6 +38,7 @@ PARAMS = {
     "overlong": {"max_completion_length": 64, "buffer_length": 16},
     "reasoning_gym": {},
     "language_consistency": {"language": "en"},
+    "correct": {"checks": ["countdown", "reasoning_gym", {"accuracy": {"timeout_s": 3.0}}], "answer_from": "anywhere"},
 }
 ROW = {"answer": "16", "nums": [3, 5, 2], "target": 16, "task": "countdown", "question": "",
        "metadata": json.dumps({"numbers": [3, 5, 2], "target": 16})}
@@ -237,10 +239,31 @@ def test_shipped_mixes_compose_with_overrides():
     ({"repetition_penalty": {"max_penalty": 1}}, r"reward\.repetition_penalty: .*must be <= 0"),
     ({"accurcy": {}}, r"reward\.accurcy: unknown reward \(did you mean 'accuracy'\?\); valid rewards: accuracy, "),
     ({"cosine": {"maxlen": 1}}, r"reward\.cosine\.maxlen: unknown parameter; cosine takes: weight, min_value_wrong"),
+    # the reserved audit key is a switch, not a reward
+    ({"format": {}, "audit": "yes"}, r"reward\.audit: must be true or false"),
+    # a mix of nothing but the audit switch is empty
+    ({"audit": True}, r"reward: the mix is empty"),
+    # correct's checks are validated as a mix of their own, with their full field name
+    ({"correct": {"checks": ["countdwn"]}}, r"reward\.correct\.checks\.countdwn: unknown reward \(did you mean 'countdown'"),
+    ({"correct": {"checks": [{"accuracy": {"column": "x"}}]}}, r"reward\.correct\.checks\.accuracy\.column: unknown parameter"),
+    ({"correct": {"checks": ["countdown"], "answer_from": "inside"}}, r"reward\.correct: correct\.answer_from: 'inside' is not"),
 ])
 def test_bad_reward_values_are_config_errors(mix, message):
     with pytest.raises(ConfigError, match=message):
         validate_reward_config(mix)
+
+
+def test_correct_reports_the_columns_its_checks_read():
+    # Countdown's check on a math dataset's columns: named at the check, before anything loads
+    with pytest.raises(ConfigError, match=r"reward\.correct\.checks\.countdown: needs dataset column\(s\) \['nums', 'target'\]"):
+        validate_reward_config({"correct": {"checks": ["countdown"]}}, {"question", "answer", "prompt"})
+    validate_reward_config({"correct": {"checks": [{"accuracy": {"reference_column": "solution"}}]}},
+                           {"solution", "prompt"})
+
+
+def test_the_audit_switch_is_not_built_as_a_reward():
+    funcs, weights = build_rewards({"format": {"weight": 1.0}, "audit": False})
+    assert [f.name for f in funcs] == ["format"] and weights == [1.0]
 
 
 def test_reasoning_gym_mix_runs_on_basic_arithmetic_rows():

@@ -6,6 +6,8 @@
   - the task's own columns (Countdown: `nums`, `target`; reasoning-gym: `task`, `metadata`).
 Sources: `reasoning_gym` (procedural, offline, reproducible by seed), `hub` (`datasets.load_dataset(path)`:
 a hub id, or a local directory/file in the same schema) and `local` (a JSON/JSONL/CSV/Parquet file).
+Held-out rows never touch training: the dataset's own test split where it has one (`dataset.test_split`), disjoint
+seeds for procedural tasks, and no training row whose prompt equals a test prompt (`drop_test_prompts`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.rewards.text import last_boxed
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +60,11 @@ def _reasoning_gym_rows(dcfg, size: int, seed: int) -> list[dict]:
     return rows
 
 
-def load_files(dcfg) -> Dataset:
+def load_files(dcfg, split: str | None = None) -> Dataset:
+    """One split (`split`, default `dataset.split`) of a hub dataset or local copy, or a local file."""
     from datasets import load_dataset
 
-    path = dcfg.path
+    path, split = dcfg.path, split or dcfg.get("split")
     if dcfg.source == "local":
         p = Path(path).expanduser()
         if not p.exists():
@@ -75,10 +79,11 @@ def load_files(dcfg) -> Dataset:
         local = Path(path).expanduser()
         path, subset = (str(local / subset), None) if (local / subset).is_dir() else (str(local), None)
     try:
-        return load_dataset(path, subset, split=dcfg.split)
+        return load_dataset(path, subset, split=split)
     except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
-        raise ConfigError(f"dataset.path: could not load {path!r} (split {dcfg.split!r}): {exc}. Offline? "
-                          f"Point dataset.path at a local copy in the same schema.") from exc
+        raise ConfigError(f"dataset.path: could not load {path!r} (split {split!r}): {exc}. Offline? "
+                          f"Point dataset.path at a local copy in the same schema (a copy without a "
+                          f"{dcfg.get('test_split')!r} split: dataset.test_split=null carves one out).") from exc
 
 
 def _rename(ds: Dataset, dcfg) -> Dataset:
@@ -96,15 +101,8 @@ def _after_hashes(text: str) -> str:
 
 def _last_boxed(text: str) -> str:
     """Content of the last \\boxed{...} (balanced braces), or the text unchanged when there is none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return text.strip()
-    i, depth = start + len("\\boxed{"), 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j].strip()
-    return text[i:].strip()
+    boxed = last_boxed(text)
+    return text.strip() if boxed is None else boxed
 
 
 # dataset.answer_extract: how to get the short reference answer out of a dataset's answer/solution column.
@@ -121,25 +119,62 @@ def _extract_answer(ds: Dataset, dcfg) -> Dataset:
     return ds.map(lambda r: {"answer": ANSWER_EXTRACTORS[how](str(r["answer"]))})
 
 
+def _prepare(ds: Dataset, dcfg) -> Dataset:
+    """Our column names, the short reference answer, and `answer` as a string."""
+    ds = _extract_answer(_rename(ds, dcfg), dcfg)
+    if "answer" in ds.column_names and ds.features["answer"].dtype != "string":
+        ds = ds.map(lambda r: {"answer": str(r["answer"])})
+    return ds
+
+
+def _file_splits(dcfg) -> tuple[Dataset | None, Dataset]:
+    """(train, test) of a hub/local dataset. Held-out rows come from the dataset's own `test_split` when it names
+    one (GSM8K `test`); else `test_size` rows are carved out of `split`, disjoint by construction. Train is None
+    for a dataset without a training split (`split: null`: MATH-500 is a test set as a whole)."""
+    test_split = dcfg.get("test_split")
+    if test_split is None:
+        full = _prepare(load_files(dcfg), dcfg)
+        n_test = min(dcfg.test_size, max(1, len(full) // 5))
+        split = full.train_test_split(test_size=n_test, seed=dcfg.seed)
+        return split["train"], split["test"]
+    if test_split == dcfg.get("split"):
+        raise ConfigError(f"dataset.split: {test_split!r} is also dataset.test_split, so training would see the "
+                          f"held-out rows; train on another split (e.g. dataset.split=train)")
+    test = _prepare(load_files(dcfg, test_split), dcfg).shuffle(seed=dcfg.seed)
+    test = test.select(range(min(dcfg.test_size, len(test))))
+    return (_prepare(load_files(dcfg), dcfg) if dcfg.get("split") else None), test
+
+
+def drop_test_prompts(data: DatasetDict) -> DatasetDict:
+    """Drop from train every row whose prompt equals a test prompt. Procedural tasks draw train and test from
+    disjoint seeds, but a small problem space (two single-digit terms) repeats problems by chance, and a hub
+    dataset's splits may share questions."""
+    test = {json.dumps(p, sort_keys=True) for p in data["test"]["prompt"]}
+    train = data["train"].filter(lambda r: json.dumps(r["prompt"], sort_keys=True) not in test)
+    dropped = len(data["train"]) - len(train)
+    if dropped:
+        log.info("held-out split: dropped %d of %d training rows whose prompt is also a test prompt", dropped,
+                 len(data["train"]))
+    return DatasetDict({"train": train, "test": data["test"]})
+
+
 def build_dataset(dcfg) -> DatasetDict:
+    """The `train` and `test` splits of the configured dataset, prompts built, no test prompt among the training
+    prompts."""
     if dcfg.source not in SOURCES:
         raise ConfigError(f"dataset.source: {dcfg.source!r} is unknown; use one of {SOURCES}")
     if dcfg.source == "reasoning_gym":
         train = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.train_size, dcfg.seed))
         test = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.test_size, dcfg.seed + 1_000_003))
     else:
-        full = _extract_answer(_rename(load_files(dcfg), dcfg), dcfg)
-        if "answer" in full.column_names and full.features["answer"].dtype != "string":
-            full = full.map(lambda r: {"answer": str(r["answer"])})
-        n_test = min(dcfg.test_size, max(1, len(full) // 5))
-        split = full.train_test_split(test_size=n_test, seed=dcfg.seed)
-        train, test = split["train"], split["test"]
-        if dcfg.train_size and dcfg.train_size < len(train):
+        train, test = _file_splits(dcfg)
+        if train is not None and dcfg.train_size and dcfg.train_size < len(train):
             train = train.select(range(dcfg.train_size))
     needed = template_fields(dcfg.prompt.user_template)
-    missing = sorted(needed - set(train.column_names))
+    missing = sorted(needed - set(test.column_names))
     if missing:
         raise ConfigError(f"dataset.prompt.user_template: uses column(s) {missing} that dataset {dcfg.name!r} lacks "
-                          f"(it has {train.column_names}); map them with dataset.columns or change the template")
-    out = DatasetDict({"train": train, "test": test})
-    return out.map(lambda row: {"prompt": make_prompt(row, dcfg.prompt)})
+                          f"(it has {test.column_names}); map them with dataset.columns or change the template")
+    test = test.map(lambda row: {"prompt": make_prompt(row, dcfg.prompt)})
+    train = test.select([]) if train is None else train.map(lambda row: {"prompt": make_prompt(row, dcfg.prompt)})
+    return drop_test_prompts(DatasetDict({"train": train, "test": test}))

@@ -6,27 +6,23 @@ import math
 
 from r1pipeline.rewards import mathcheck
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import completion_text, extract_answer, responses
+from r1pipeline.rewards.text import check_answer_from, completion_text, final_answers
 
 log = logging.getLogger(__name__)
 
-MAX_ANSWER_CHARS = 2_000  # a real final answer is short; longer blocks are cut, not parsed whole
-MAX_TAIL_CHARS = 4_000  # without an answer block, only the end of the response is searched for \boxed{}
+MAX_ANSWER_CHARS = 2_000  # a real final answer is short; longer answers are cut, not parsed whole
 
 
-def accuracy_score(text: str, reference, timeout_s: float) -> float | None:
-    """1.0 / 0.0 for a response against a reference; None when the reference has no parsable math.
-
-    The answer is the last `<answer>` block when there is one (parsed as LaTeX or plain math), else the end of the
-    response through anchors only (`\\boxed{}`, "final answer is"). A check that runs past `timeout_s` scores 0.0:
-    an answer too pathological to verify in time earns nothing.
+def accuracy_score(answer: str | None, reference, timeout_s: float) -> float | None:
+    """1.0 / 0.0 for an extracted answer (None = the response gave none) against a reference; None when the
+    reference has no parsable math. A check that runs past `timeout_s` scores 0.0: an answer too pathological to
+    verify in time earns nothing.
     """
     if reference is None or not str(reference).strip():
         return None
-    block = extract_answer(text)
-    answer = block[:MAX_ANSWER_CHARS] if block is not None else text[-MAX_TAIL_CHARS:]
+    answer = (answer or "")[:MAX_ANSWER_CHARS]  # no answer: still asked, so an unparsable reference gives None
     try:
-        ok = mathcheck.check(str(reference), answer, answer_is_block=block is not None, timeout_s=timeout_s)
+        ok = mathcheck.check(str(reference), answer, timeout_s=timeout_s)
     except mathcheck.MathTimeout:
         log.warning("math-verify timed out after %.1f s on answer %r; scored 0.0", timeout_s, answer[:200])
         return 0.0
@@ -39,29 +35,34 @@ def accuracy_score(text: str, reference, timeout_s: float) -> float | None:
 @register("accuracy")
 class AccuracyReward:
     """1.0 if the answer is mathematically equivalent to the reference (math-verify: LaTeX or plain, `\\boxed{}`,
-    fractions vs decimals, sets, intervals), else 0.0. The answer is the last `<answer>` block, else a `\\boxed{}` /
-    "final answer is" at the end of the response. The reference column is `reference_column` (`answer`; math
-    datasets such as MATH use `solution`, whose boxed value is taken).
+    fractions vs decimals, sets, intervals), else 0.0. The answer is read as `answer_from` says
+    (`text.final_answers`): `tags` (default) the last `<answer>` block, `strict` only from a response in R1 format,
+    `anywhere` format-free (else the last `\\boxed{}` or number of the response). An answer that holds several
+    numbers of which math-verify would pick one ("7919, 16") is a list of guesses and scores 0.0 (`mathcheck`).
+    The reference column is `reference_column` (`answer`; math datasets such as MATH use `solution`, whose boxed
+    value is taken).
 
     When the reference itself has no parsable math the sample scores None (TRL then skips it for this reward)
     rather than a made-up 0 or 1: a 0 would punish a correct model for a bad dataset row, a 1 would reward anything.
     Each check is bounded by `timeout_s` seconds of wall clock (see `mathcheck`); a timeout scores 0.0.
     Range {0, 1} or None. Example (reference "\\frac{1}{2}"): "<answer>0.5</answer>" -> 1.0;
-    "<answer>2</answer>" -> 0.0; reference "see the figure" -> None.
+    "<answer>2</answer>" -> 0.0; "\\boxed{0.5}" outside the tags -> 0.0 (`anywhere`: 1.0);
+    reference "see the figure" -> None.
     """
 
     required_columns = ("reference_column",)  # a parameter name: the column it names is read
 
-    def __init__(self, reference_column: str = "answer", timeout_s: float = 5.0):
+    def __init__(self, reference_column: str = "answer", timeout_s: float = 5.0, answer_from: str = "tags"):
         self.reference_column = reference_column
         self.timeout_s = float(timeout_s)
+        self.answer_from = check_answer_from(answer_from, "accuracy")
 
     def __call__(self, completions, prompts=None, **kwargs) -> list[float | None]:
         references = kwargs.get(self.reference_column)
         if references is None:
             raise KeyError(f"accuracy: no dataset column {self.reference_column!r} (set reference_column)")
-        return [accuracy_score(text, ref, self.timeout_s)
-                for text, ref in zip(responses(completions, prompts), references)]
+        answers = final_answers(completions, prompts, self.answer_from)
+        return [accuracy_score(a, ref, self.timeout_s) for a, ref in zip(answers, references)]
 
 
 def completion_lengths(completions, completion_ids=None) -> list[int]:

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import extract_answer, responses
+from r1pipeline.rewards.text import check_answer_from, final_answers
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 MAX_EXPR_CHARS = 200
@@ -65,14 +65,20 @@ def countdown_score(answer: str | None, nums, target) -> float:
 
 @register("countdown")
 class CountdownReward:
-    """1.0 if the `<answer>` expression uses each given number exactly once (columns `nums`, `target`) and
+    """1.0 if the answer expression uses each given number exactly once (columns `nums`, `target`) and
     evaluates to the target, else 0.0. A trailing "= target" is ignored. Only + - * / and parentheses, at most
     MAX_EXPR_CHARS characters and MAX_NODES syntax-tree nodes (which also bounds the nesting depth), never `eval`.
-    Range {0, 1}. Example (nums [3, 5, 2], target 16): "<answer>(3 + 5) * 2</answer>" -> 1.0; "3 * 5 + 2" -> 0.0.
+    `answer_from` says where the answer is read (`text.final_answers`): `tags` (default) the last `<answer>` block,
+    `strict` only from a response in R1 format, `anywhere` format-free (else the last arithmetic expression).
+    Range {0, 1}. Example (nums [3, 5, 2], target 16): "<answer>(3 + 5) * 2</answer>" -> 1.0; "3 * 5 + 2" -> 0.0;
+    "<answer>16</answer>" (the target restated) -> 0.0.
     """
 
     required_columns = ("nums", "target")
 
+    def __init__(self, answer_from: str = "tags"):
+        self.answer_from = check_answer_from(answer_from, "countdown")
+
     def __call__(self, completions, nums, target, prompts=None, **kwargs) -> list[float]:
-        return [countdown_score(extract_answer(text), n, t)
-                for text, n, t in zip(responses(completions, prompts), nums, target)]
+        answers = final_answers(completions, prompts, self.answer_from, kind="expression")
+        return [countdown_score(a, n, t) for a, n, t in zip(answers, nums, target)]

@@ -1,13 +1,8 @@
 """Structure rewards: strict think/answer format and partial credit per tag."""
 from __future__ import annotations
 
-import re
-
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import structured_responses
-
-# One think block, then one answer block, nothing but whitespace around or between; no nested/extra tags.
-_STRICT = re.compile(r"^\s*<think>((?:(?!</?think>|</?answer>).)*)</think>\s*<answer>((?:(?!</?think>|</?answer>).)*)</answer>\s*$", re.S)
+from r1pipeline.rewards.text import R1_FORMAT, structured_responses
 
 
 @register("format")
@@ -24,7 +19,7 @@ class FormatReward:
     def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
         out = []
         for text in structured_responses(completions, prompts):
-            m = _STRICT.match(text)
+            m = R1_FORMAT.match(text)
             ok = m is not None and (not self.require_nonempty or (m.group(1).strip() and m.group(2).strip()))
             out.append(1.0 if ok else 0.0)
         return out

@@ -5,7 +5,7 @@ import json
 from functools import lru_cache
 
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import extract_answer, responses
+from r1pipeline.rewards.text import check_answer_from, final_answers
 
 MAX_ANSWER_CHARS = 2_000  # verifiers are written for short answers; a longer block is cut before scoring
 
@@ -28,21 +28,23 @@ def entry_of(question, answer, metadata) -> dict:
 @register("reasoning_gym")
 class ReasoningGymReward:
     """The task's own verifier for rows built from any reasoning-gym dataset (columns `task`, `answer`,
-    `metadata`): `reasoning_gym.get_score_answer_fn(task)(answer_block, entry)`. The answer is the last `<answer>`
-    block (no block -> the verifier sees None). Scores are the task's: mostly 1.0 right / 0.0 wrong, some tasks give
-    partial credit (Countdown: 1.0 / 0.05 / 0.01). Range [0, 1].
+    `metadata`): `reasoning_gym.get_score_answer_fn(task)(answer, entry)`. The answer is read as `answer_from`
+    says (`text.final_answers`): `tags` (default) the last `<answer>` block, `strict` only from a response in R1
+    format, `anywhere` format-free (else the last `\\boxed{}` or number); no answer -> the verifier sees None.
+    Scores are the task's: mostly 1.0 right / 0.0 wrong, some tasks give partial credit (Countdown: 1.0 / 0.05 /
+    0.01; the default scorer: len(reference) / len(answer) when the answer merely contains the reference, so
+    "<answer>7, -4</answer>" earns 0.4 against "-4"). Range [0, 1].
     Example (basic_arithmetic, "Calculate 5 - 3 - 6.", answer "-4"): "<answer>-4</answer>" -> 1.0;
     "<answer>4</answer>" -> 0.0.
     """
 
     required_columns = ("task", "answer", "metadata")
 
+    def __init__(self, answer_from: str = "tags"):
+        self.answer_from = check_answer_from(answer_from, "reasoning_gym")
+
     def __call__(self, completions, task, answer, metadata, prompts=None, question=None, **kwargs) -> list[float]:
         question = question if question is not None else [""] * len(completions)
-        out = []
-        for text, t, ref, meta, q in zip(responses(completions, prompts), task, answer, metadata, question):
-            block = extract_answer(text)
-            given = block[:MAX_ANSWER_CHARS] if block is not None else None
-            score = score_fn(t)(given, entry_of(q, ref, meta))
-            out.append(float(score))
-        return out
+        given = final_answers(completions, prompts, self.answer_from)
+        return [float(score_fn(t)(g[:MAX_ANSWER_CHARS] if g is not None else None, entry_of(q, ref, meta)))
+                for g, t, ref, meta, q in zip(given, task, answer, metadata, question)]

@@ -15,6 +15,7 @@ import atexit
 import logging
 import os
 import pickle
+import re
 import select
 import struct
 import subprocess
@@ -35,24 +36,32 @@ class MathTimeout(TimeoutError):
 
 # ---------------------------------------------------------------- inside the helper process
 
-def equivalent(reference: str, answer: str, answer_is_block: bool) -> bool | None:
-    """None when `reference` has no parsable math; else whether `answer` is mathematically equivalent to it.
+# Outside the part math-verify matched, a digit that is not an exponent or index ("cm^2", "x_1") means another number.
+_OTHER_NUMBER = re.compile(r"(?<![\^_{])\d")
 
-    An `<answer>` block's content is parsed as is (LaTeX or plain, with or without `\\boxed{}`); free text (no answer
-    block) only through anchors (`\\boxed{}`, "the final answer is"), so a number in passing does not count.
-    """
+
+def is_hedge(answer: str, matched: str) -> bool:
+    """Whether `answer` holds a number besides the `matched` one. math-verify reads plain text by taking its last
+    number ("7919, 16" -> 16, "16 or 7919" -> 7919), so a list of guesses would pass as its last guess. Undecided
+    (False) when the matched text is not literally in the answer (math-verify normalized it, e.g. "1,234")."""
+    if not matched or matched not in answer:
+        return False
+    rest = answer.replace(matched, " ", 1)
+    return _OTHER_NUMBER.search(re.sub(r"\^\{[^}]*\}", " ", rest)) is not None
+
+
+def equivalent(reference: str, answer: str) -> bool | None:
+    """None when `reference` has no parsable math; else whether `answer` (an extracted final answer, LaTeX or
+    plain, with or without `\\boxed{}`) is mathematically equivalent to it and holds one answer, not a list of
+    guesses (`is_hedge`)."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     gold = parse(reference, extraction_mode="first_match", parsing_timeout=None)
     if not gold:
         return None
-    if answer_is_block:
-        config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    else:
-        config = [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False),
-                  ExprExtractionConfig(try_extract_without_anchor=False)]
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     pred = parse(answer, extraction_config=config, extraction_mode="first_match", parsing_timeout=None)
-    if not pred:
+    if not pred or is_hedge(answer, str(pred[-1])):
         return False
     return bool(verify(gold, pred, timeout_seconds=None))
 
@@ -71,7 +80,7 @@ def _recv(stream):
 
 
 def serve() -> None:
-    """The helper's loop: read (reference, answer, is_block) requests on stdin, answer on the original stdout."""
+    """The helper's loop: read (reference, answer) requests on stdin, answer on the original stdout."""
     import logging as _logging
 
     _logging.disable(_logging.WARNING)  # math-verify warns once that its own timeout is off: that is the point
@@ -147,7 +156,7 @@ _owner_pid: int | None = None
 _lock = threading.Lock()
 
 
-def check(reference: str, answer: str, answer_is_block: bool = True, timeout_s: float = 5.0) -> bool | None:
+def check(reference: str, answer: str, timeout_s: float = 5.0) -> bool | None:
     """`equivalent(reference, answer)` run in the helper; raises MathTimeout after `timeout_s` (helper restarted)."""
     global _helper, _owner_pid, _lock
     if _owner_pid != os.getpid():  # a forked child inherits the parent's handle and lock state: start afresh
@@ -156,7 +165,7 @@ def check(reference: str, answer: str, answer_is_block: bool = True, timeout_s: 
         if _helper is None or _helper.proc.poll() is not None:
             _helper = _Helper()
         try:
-            return _helper.ask((reference, answer, answer_is_block), timeout_s)
+            return _helper.ask((reference, answer), timeout_s)
         except (MathTimeout, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
             if isinstance(exc, MathTimeout) or _helper.proc.poll() is not None:
                 log.warning("math-verify helper restarted after %s", exc)

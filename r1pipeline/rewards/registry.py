@@ -10,6 +10,8 @@ weight in the reward config:
 
 Classes declare `required_columns` (dataset columns they read) so a missing column is reported before any model loads;
 an entry that names a constructor parameter (e.g. accuracy's `reference_column`) stands for that parameter's value.
+A class with `nested_checks = "<parameter>"` (`correct`) takes a verify list there, validated as a mix of its own.
+A mix may also hold the reserved key `audit: true|false` (not a reward; see `r1pipeline/reward_audit.py`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
-_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier")  # modules whose import registers rewards
+RESERVED = ("audit",)  # mix keys that are not rewards: `audit: false` skips the pre-training reward-hacking audit
+_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "correct")  # modules whose import registers rewards
 
 
 def register(name: str):
@@ -51,55 +54,88 @@ def reward_names() -> list[str]:
     return sorted(REWARDS)
 
 
-def _params_of(cls) -> dict[str, inspect.Parameter]:
+def params_of(cls) -> dict[str, inspect.Parameter]:
     sig = inspect.signature(cls.__init__)
     return {n: p for n, p in sig.parameters.items() if n != "self" and p.kind is p.KEYWORD_ONLY or
             (n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)}
 
 
+def as_mix(checks) -> dict:
+    """A verify list, `[countdown, {accuracy: {reference_column: solution}}]`, as the mix mapping `build_rewards`
+    takes (weight 1 unless an entry sets one)."""
+    mix = {}
+    for item in checks or []:
+        if isinstance(item, str):
+            mix[item] = {"weight": 1.0}
+        else:
+            mix.update({name: {"weight": 1.0, **dict(params or {})} for name, params in item.items()})
+    return mix
+
+
+def rewards_of(reward_cfg: Mapping) -> dict:
+    """The mix without its reserved keys (`audit`), i.e. only the rewards."""
+    return {name: spec for name, spec in reward_cfg.items() if name not in RESERVED}
+
+
 def required_columns(cls, spec: Mapping) -> list[str]:
-    """The dataset columns a reward configured with `spec` reads."""
-    params = _params_of(cls)
+    """The dataset columns a reward configured with `spec` reads (its nested checks' too)."""
+    params = params_of(cls)
     out = []
     for col in getattr(cls, "required_columns", ()):
         if col in params:
             col = spec.get(col, params[col].default)
         out.append(str(col))
+    nested = getattr(cls, "nested_checks", None)
+    for name, sub in as_mix(spec.get(nested) if nested else None).items():
+        out += required_columns(REWARDS[name], {k: v for k, v in sub.items() if k != "weight"})
     return out
 
 
-def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None = None) -> None:
-    """Check names, weights and parameters of a reward mix (and, if given, the dataset columns it reads)."""
+def _check_audit(reward_cfg: Mapping, where: str) -> None:
+    if not isinstance(reward_cfg.get("audit", True), bool):
+        raise ConfigError(f"{where}.audit: must be true or false (whether the reward-hacking audit runs before "
+                          f"training), got {reward_cfg['audit']!r}")
+
+
+def _validate_one(name: str, spec: dict, dataset_columns: set[str] | None, where: str) -> None:
+    if name not in REWARDS:
+        close = difflib.get_close_matches(name, REWARDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}.{name}: unknown reward{hint}; valid rewards: {', '.join(reward_names())}")
+    weight = spec.pop("weight", 1.0)
+    if not isinstance(weight, (int, float)):
+        raise ConfigError(f"{where}.{name}.weight: must be a number, got {weight!r}")
+    params = params_of(REWARDS[name])
+    for key in spec:
+        if key not in params:
+            raise ConfigError(f"{where}.{name}.{key}: unknown parameter; {name} takes: weight"
+                              + "".join(f", {p}" for p in params))
+    nested = getattr(REWARDS[name], "nested_checks", None)
+    if nested:  # e.g. correct's `checks`: a verify list, validated as a mix of its own
+        validate_reward_config(as_mix(spec.get(nested)), dataset_columns, f"{where}.{name}.{nested}")
+    try:  # values: constructors check their own ranges (cheap; nothing heavy starts here)
+        REWARDS[name](**spec)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}.{name}: {exc}") from exc
+    if dataset_columns is not None:
+        missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
+        if missing:
+            raise ConfigError(
+                f"{where}.{name}: needs dataset column(s) {missing}, which dataset has not "
+                f"(it has {sorted(dataset_columns)}); pick a dataset that provides them or drop this reward")
+
+
+def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None = None,
+                           where: str = "reward") -> None:
+    """Check names, weights and parameters of a reward mix (and, if given, the dataset columns it reads); `where`
+    is the config field the mix sits at, for the messages (`reward`, `stage.rewards`, `stage.verify`)."""
     _load_all()
-    if not reward_cfg:
-        raise ConfigError(f"reward: the mix is empty; choose at least one of {reward_names()}")
-    for name, spec in reward_cfg.items():
-        if name not in REWARDS:
-            close = difflib.get_close_matches(name, REWARDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"reward.{name}: unknown reward{hint}; valid rewards: {', '.join(reward_names())}")
-        spec = dict(spec or {})
-        weight = spec.pop("weight", 1.0)
-        if not isinstance(weight, (int, float)):
-            raise ConfigError(f"reward.{name}.weight: must be a number, got {weight!r}")
-        params = _params_of(REWARDS[name])
-        for key in spec:
-            if key not in params:
-                raise ConfigError(
-                    f"reward.{name}.{key}: unknown parameter; {name} takes: weight"
-                    + "".join(f", {p}" for p in params)
-                )
-        try:  # values: constructors check their own ranges (cheap; nothing heavy starts here)
-            REWARDS[name](**spec)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"reward.{name}: {exc}") from exc
-        if dataset_columns is not None:
-            missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
-            if missing:
-                raise ConfigError(
-                    f"reward.{name}: needs dataset column(s) {missing}, which dataset has not "
-                    f"(it has {sorted(dataset_columns)}); pick a dataset that provides them or drop this reward"
-                )
+    _check_audit(reward_cfg, where)
+    rewards = rewards_of(reward_cfg)
+    if not rewards:
+        raise ConfigError(f"{where}: the mix is empty; choose at least one of {reward_names()}")
+    for name, spec in rewards.items():
+        _validate_one(name, dict(spec or {}), dataset_columns, where)
 
 
 def build_rewards(reward_cfg: Mapping, recorder=None):
@@ -108,7 +144,7 @@ def build_rewards(reward_cfg: Mapping, recorder=None):
 
     validate_reward_config(reward_cfg)
     funcs, weights = [], []
-    for i, (name, spec) in enumerate(reward_cfg.items()):
+    for i, (name, spec) in enumerate(rewards_of(reward_cfg).items()):
         spec = dict(spec or {})
         weights.append(float(spec.pop("weight", 1.0)))
         funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder, report_format=i == 0))

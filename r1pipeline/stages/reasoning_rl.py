@@ -1,5 +1,5 @@
-"""Reasoning-oriented RL: GRPO from the SFT1 model with accuracy, format and language-consistency rewards
-(R1 section 2.3.2).
+"""Reasoning-oriented RL: GRPO from the SFT1 model with correctness (the dataset's own check), format and
+language-consistency rewards (R1 section 2.3.2).
 
 python -m r1pipeline stage=reasoning_rl run.dir=<run with sft1> [stage.init_from=sft1] [stage.rewards=...]
 
