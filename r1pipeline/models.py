@@ -145,6 +145,16 @@ def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
 
+def load_full_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
+    """`load_model` with every weight in this process, for generation and merging. A DeepSpeed ZeRO-3 training stage
+    leaves its config registered in the process, and from_pretrained would then partition the weights across
+    processes; the next trainer's arguments register it again."""
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    return load_model(model_cfg, path, use_cpu, random_init)
+
+
 def peft_config(model_cfg):
     """A peft LoraConfig when `model.lora.enabled`, else None (full fine-tuning). TRL trainers take it as is."""
     lora = model_cfg.get("lora")

@@ -70,7 +70,7 @@ def test_vllm_engine_names_the_missing_package(monkeypatch):
 
 def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_dir):
     """Greedy decoding on the real model: bucketed prompts and a filled-up last batch change nothing in the output."""
-    from r1pipeline.generation import generate
+    from r1pipeline.generation import Params, generate
     from r1pipeline.models import load_model, load_tokenizer
 
     cfg = compose_cfg(["rollout=static"])
@@ -86,9 +86,10 @@ def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_di
     prompts = [[{"role": "user", "content": "What is 2 + 3?"}],
                [{"role": "user", "content": "Name a colour."}],
                [{"role": "user", "content": "Write the word 'hello' in capital letters, please."}]]
-    ref = generate(model, tok, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=2)
+    greedy = Params(max_new_tokens=8, temperature=0, batch_size=2)
+    ref = generate(model, tok, prompts, n=1, params=greedy)
     model.generate = recording_generate
-    ours = generate(model, tok, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=2, rollout=cfg.rollout)
+    ours = generate(model, tok, prompts, n=1, params=greedy, rollout=cfg.rollout)
     assert ours.texts == ref.texts and ours.num_tokens == ref.num_tokens
     assert shapes == [(2, 64), (2, 64)]  # the last batch of one prompt is filled up to 2 rows; 64-token bucket
     assert ours.stats["engine"] == "static" and ours.stats["sequences"] == 3

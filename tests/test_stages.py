@@ -102,14 +102,14 @@ def test_pass_at_1_and_majority(scores, answers, expected):
 
 
 def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):
-    from r1pipeline.generation import generate
+    from r1pipeline.generation import Params, generate
     from r1pipeline.models import load_model, load_tokenizer
 
     cfg = compose_cfg(["model=tiny_random"])
     tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
     prompts = [[{"role": "user", "content": "hi"}],
                [{"role": "user", "content": "a much longer question here"}, {"role": "assistant", "content": "<think>"}]]
-    gens = generate(model, tok, prompts, n=3, max_new_tokens=5, batch_size=4)
+    gens = generate(model, tok, prompts, n=3, params=Params(max_new_tokens=5, batch_size=4))
     assert [len(t) for t in gens.texts] == [3, 3] and all(1 <= n <= 5 for row in gens.num_tokens for n in row)
     assert gens.stats["sequences"] == 6 and gens.stats["tokens_per_s"] > 0 and tok.padding_side == "left"
     # token counts stop at (and include) the first end-of-turn token; rows without one count every token
@@ -267,13 +267,13 @@ def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
 def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
     import io
 
-    from r1pipeline.models import load_model, load_tokenizer
+    from r1pipeline.sampling import open_engine
     from r1pipeline.stages.infer import chat
 
     cfg = compose_cfg(["model=tiny_random", "stage=infer", "stage.system=Be brief.", "stage.generation.max_new_tokens=3"])
-    tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
     shown = io.StringIO()
-    messages = chat(model, tok, cfg, io.StringIO("hello\nand again\n\n"), shown)
+    with open_engine(cfg, str(embedded_model_dir), True) as engine:
+        messages = chat(engine, cfg, io.StringIO("hello\nand again\n\n"), shown)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
     assert messages[3]["content"] == "and again" and shown.getvalue().count("model> ") == 2
 
