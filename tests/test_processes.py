@@ -154,3 +154,42 @@ def test_a_failure_here_is_reported_unchanged_and_marks_the_stage_failed(tmp_pat
     manifest = json.loads((tmp_path / "run" / "eval" / "manifest.json").read_text())
     assert (manifest["status"], manifest["error"]) == ("failed", "KeyError: 'answer'")
     assert not (tmp_path / "run" / "eval" / "summary.json").exists()
+
+
+def test_vllm_engine_samples_token_ids_with_a_seed_per_sequence(monkeypatch, embedded_model_dir):
+    import trl.trainer.utils  # noqa: F401 - imported before the stand-in, which TRL's import would inspect
+
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["llm"] = kwargs
+
+        def generate(self, prompts, params, use_tqdm=True):
+            calls["prompts"], calls["params"] = prompts, params
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"seed {p.seed}", token_ids=[5] * 3)])
+                    for p in params]
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the engine exports the process layout for vLLM
+    cfg = compose_cfg(["rollout=vllm", "hardware=1xgpu", "stage=eval", "stage.generation.batch_size=2"])
+    prompts = [[{"role": "user", "content": "What is 2 + 3?"}], [{"role": "user", "content": "Say hi."}]]
+    with open_engine(cfg, str(embedded_model_dir), False) as engine:
+        sampled = sample(engine, prompts, cfg.stage.generation, 2, seed=3)
+        expected_ids = [engine.tok(render(engine.tok, p), add_special_tokens=False)["input_ids"]
+                        for p in prompts for _ in range(2)]
+    assert {k: calls["llm"][k] for k in ("model", "tensor_parallel_size", "distributed_executor_backend",
+                                         "gpu_memory_utilization", "seed")} == {
+        "model": str(embedded_model_dir), "tensor_parallel_size": 1,
+        "distributed_executor_backend": "external_launcher", "gpu_memory_utilization": 0.3, "seed": 0}
+    assert [p["prompt_token_ids"] for p in calls["prompts"]] == expected_ids
+    seeds = [batch_seed(3, i) for i in range(4)]
+    assert [p.seed for p in calls["params"]] == seeds and len(set(seeds)) == 4
+    assert {(p.max_tokens, p.temperature, p.top_p) for p in calls["params"]} == {(256, 0.6, 0.95)}
+    assert [[s.text for s in row] for row in sampled.per_prompt] == [[f"seed {s}" for s in seeds[:2]],
+                                                                      [f"seed {s}" for s in seeds[2:]]]
+    assert sampled.stats["engine"] == "vllm" and sampled.stats["per_process"][0]["sequences"] == 4

@@ -58,13 +58,19 @@ def test_unusable_rollout_is_refused_before_anything_loads(overrides, message):
         validate(compose_cfg(overrides))
 
 
-def test_vllm_engine_names_the_missing_package(monkeypatch):
+def test_vllm_engine_names_the_missing_gpu_or_package(monkeypatch):
     import importlib.util
 
+    import torch
+
     cfg = compose_cfg(["rollout=vllm", "hardware.use_cpu=false"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"rollout=vllm: vLLM needs a CUDA GPU and none is visible"):
+        check_rollout(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"the vllm package is not installed; `pip install vllm`"):
+    with pytest.raises(ConfigError, match=r"the vllm package is not installed; pip install 'r1pipeline\[vllm\]'"):
         check_rollout(cfg)
 
 
