@@ -193,6 +193,29 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
     assert "What is 2 + 2?" not in trained and "Think first." not in trained
 
 
+def test_sft_builds_its_trainer_config_before_loading_the_model(tmp_path, monkeypatch, embedded_model_dir):
+    """Under ZeRO-3 the trainer config registers DeepSpeed, which makes from_pretrained load the weights partitioned;
+    built after the model, it would come too late (GRPO does the same, r1pipeline/grpo.py)."""
+    import r1pipeline.sft as sft
+
+    run_dir, order = tmp_path / "run", []
+    _cold_start_from_file(tmp_path, run_dir)
+
+    class Loaded(Exception):
+        """Stops the stage once the model is loading: what came before is all this test needs."""
+
+    def load_model(*args, **kwargs):
+        order.append("model")
+        raise Loaded
+
+    monkeypatch.setattr(sft, "sft_args", lambda cfg, out: order.append("trainer config") or {})
+    monkeypatch.setattr(sft, "load_model", load_model)
+    with pytest.raises(Loaded):
+        sft.run_sft(compose_cfg(["model=tiny_random", "stage=sft1"], run_dir=run_dir), tmp_path / "out",
+                    run_dir / "cold_start" / "dataset.jsonl", str(embedded_model_dir), True)
+    assert order == ["trainer config", "model"]
+
+
 def test_sft_packs_conversations_when_asked(tmp_path, embedded_model_dir):
     run_dir = tmp_path / "run"
     _cold_start_from_file(tmp_path, run_dir)
