@@ -155,6 +155,18 @@ def load_full_model(model_cfg, path: str, use_cpu: bool, random_init: bool = Fal
     return load_model(model_cfg, path, use_cpu, random_init)
 
 
+def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str, use_cpu: bool):
+    """The base model with a LoRA adapter folded in (W + alpha / r * B @ A): a plain model that needs no peft.
+
+    The base loads in full precision even when it trained in 4 bits (QLoRA), and the merge runs on the CPU: it is a
+    one-off addition, and when a stage merges its own adapter the accelerator still holds the trainer's state."""
+    from omegaconf import OmegaConf
+    from peft import PeftModel
+
+    base = load_full_model(OmegaConf.merge(model_cfg, {"load_in_4bit": False}), base_path, use_cpu, random_init)
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+
+
 def peft_config(model_cfg):
     """A peft LoraConfig when `model.lora.enabled`, else None (full fine-tuning). TRL trainers take it as is."""
     lora = model_cfg.get("lora")

@@ -63,8 +63,8 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
                          peft_config=peft_config(cfg.model))
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"), cb.ReadableProgress(),
                          *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
-    model_dir = train_and_save(trainer, tok, cfg, out, "loss.png")
-    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "examples": len(data),
+    outputs = train_and_save(trainer, tok, cfg, out, "loss.png", (model_path, random_init))
+    return {"outputs": outputs, "steps": trainer.state.global_step, "examples": len(data),
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl")}
 
 
