@@ -141,6 +141,18 @@ def check_vllm(cfg, devices: bool = True) -> None:
                           "in memory; use rollout=hf for random-weight models")
 
 
+def check_launcher(cfg) -> None:
+    from r1pipeline.launcher import needs_launch
+
+    launcher = cfg.hardware.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        raise ConfigError(f"hardware.launcher: {launcher!r} is not a launcher; use local or slurm")
+    if launcher == "slurm" and not needs_launch(cfg.hardware):
+        raise ConfigError(f"hardware.launcher: slurm starts `accelerate launch` through sbatch, and "
+                          f"hardware={cfg.hardware.name} runs in this process; use a launched profile "
+                          f"(hardware=cpu_accelerate, 8xh100, 2x8xh100, ...)")
+
+
 def validate(cfg, devices: bool = True) -> None:
     """All checks for the configured stage; raises ConfigError on the first problem. `devices=False` skips what
     depends on this machine's GPUs (a Slurm submission: the job's nodes have them, and its workers check)."""
@@ -151,6 +163,7 @@ def validate(cfg, devices: bool = True) -> None:
     if cfg.stage.name not in STAGES:
         raise ConfigError(f"stage.name: {cfg.stage.name!r} is not a stage; choose one of {sorted(STAGES)}")
     check_inputs(cfg)
+    check_launcher(cfg)
     if devices:
         check_hardware(cfg)
     check_rollout(cfg, devices)
