@@ -31,8 +31,7 @@ def load(path: str, model_cfg, rollout):
     os.environ.update(RANK=str(state.process_index), LOCAL_RANK=str(state.local_process_index),
                       WORLD_SIZE=str(state.num_processes))
     ensure_master_addr_port()
-    dtype = "auto" if model_cfg.dtype == "auto" else model_cfg.dtype
-    return LLM(model=path, tokenizer=path, dtype=dtype, tensor_parallel_size=1,
+    return LLM(model=path, tokenizer=path, dtype=model_cfg.dtype, tensor_parallel_size=1,
                gpu_memory_utilization=rollout.gpu_memory_utilization,
                distributed_executor_backend="external_launcher", seed=state.process_index,
                max_num_batched_tokens=MAX_NUM_BATCHED_TOKENS)
