@@ -14,6 +14,8 @@ from r1pipeline.errors import ConfigError
 GRPO_STAGES = {"r1_zero", "reasoning_rl"}
 SFT_STAGES = {"sft1", "sft2"}
 GENERATING_METHODS = ("r1_zero", "few_shot", "direct")  # cold_start methods that sample a model
+# Stages that sample outside GRPO (r1pipeline/sampling.py); the pipeline runs some of them.
+GENERATING_STAGES = {"cold_start", "rejection_sampling", "eval", "infer", "pipeline"}
 
 
 def check_trainer_fields(trainer_cfg, config_cls, where: str = "stage.trainer") -> None:
@@ -122,10 +124,9 @@ def check_hardware(cfg) -> None:
 ENGINES = ("hf", "static", "vllm")
 
 
-def check_rollout(cfg) -> None:
-    """The `rollout` group: a known engine, a positive prompt bucket, and vLLM only where it can run."""
-    import importlib.util
-
+def check_rollout(cfg, devices: bool = True) -> None:
+    """The `rollout` group: a known engine, a positive prompt bucket, and vLLM only where it can run (`devices`:
+    whether this machine is the one that will run it)."""
     r = cfg.rollout
     if r.engine not in ENGINES:
         raise ConfigError(f"rollout.engine: {r.engine!r} is not an engine; choose one of {list(ENGINES)}")
@@ -136,16 +137,43 @@ def check_rollout(cfg) -> None:
         raise ConfigError("rollout.prompt_bucket: the static engine needs a bucket (e.g. 64) so that compiled shapes "
                           "repeat; set rollout.prompt_bucket=64 or use rollout=hf")
     if r.engine == "vllm":
-        if cfg.hardware.use_cpu:
-            raise ConfigError(f"rollout=vllm: vLLM needs a CUDA GPU and hardware={cfg.hardware.name} runs on CPU; "
-                              f"use rollout=hf or rollout=static there")
-        if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("rollout=vllm: the vllm package is not installed; `pip install vllm` (a version TRL "
-                              "supports), or use rollout=static")
+        check_vllm(cfg, devices)
 
 
-def validate(cfg) -> None:
-    """All checks for the configured stage; raises ConfigError on the first problem."""
+def check_vllm(cfg, devices: bool = True) -> None:
+    """vLLM runs on CUDA GPUs from checkpoints on disk, and must be installed."""
+    import importlib.util
+
+    import torch
+
+    if cfg.hardware.use_cpu:
+        raise ConfigError(f"rollout=vllm: vLLM needs a CUDA GPU and hardware={cfg.hardware.name} runs on CPU; "
+                          f"use rollout=hf or rollout=static there")
+    if devices and not torch.cuda.is_available():
+        raise ConfigError("rollout=vllm: vLLM needs a CUDA GPU and none is visible on this machine; use rollout=hf")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("rollout=vllm: the vllm package is not installed; pip install 'r1pipeline[vllm]' "
+                          "(the vLLM version TRL 1.16 supports beside transformers 5.23), or use rollout=static")
+    if cfg.model.random_init and cfg.stage.name in GENERATING_STAGES:
+        raise ConfigError("rollout=vllm: vLLM samples checkpoints from disk and model.random_init builds the weights "
+                          "in memory; use rollout=hf for random-weight models")
+
+
+def check_launcher(cfg) -> None:
+    from r1pipeline.launcher import needs_launch
+
+    launcher = cfg.hardware.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        raise ConfigError(f"hardware.launcher: {launcher!r} is not a launcher; use local or slurm")
+    if launcher == "slurm" and not needs_launch(cfg.hardware):
+        raise ConfigError(f"hardware.launcher: slurm starts `accelerate launch` through sbatch, and "
+                          f"hardware={cfg.hardware.name} runs in this process; use a launched profile "
+                          f"(hardware=cpu_accelerate, 8xh100, 2x8xh100, ...)")
+
+
+def validate(cfg, devices: bool = True) -> None:
+    """All checks for the configured stage; raises ConfigError on the first problem. `devices=False` skips what
+    depends on this machine's GPUs (a Slurm submission: the job's nodes have them, and its workers check)."""
     from r1pipeline.models import check_model_path, check_quantization
     from r1pipeline.rewards import validate_reward_config
     from r1pipeline.stages import STAGES
@@ -154,8 +182,10 @@ def validate(cfg) -> None:
         raise ConfigError(f"stage.name: {cfg.stage.name!r} is not a stage; choose one of {sorted(STAGES)}")
     check_inputs(cfg)
     check_training_split(cfg)
-    check_hardware(cfg)
-    check_rollout(cfg)
+    check_launcher(cfg)
+    if devices:
+        check_hardware(cfg)
+    check_rollout(cfg, devices)
     check_quantization(cfg.model, cfg.hardware.use_cpu)
     if any(name == "base" for _, name in stage_inputs(cfg.stage)) or cfg.stage.name in ("pipeline", "eval"):
         check_model_path(cfg.model.path)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from r1pipeline.generation import generate_with
-from r1pipeline.rewards.text import extract_answer, prefill_text
+from r1pipeline.rewards.text import extract_answer
+from r1pipeline.sampling import sample
 
 
 def answer_key(response: str) -> str | None:
@@ -34,21 +34,17 @@ def pass_and_majority(scores: list[list[float]], keys: list[list[str | None]], m
     return {"pass@1": sum(passes) / n, "maj@k": sum(majority) / n, "mean_score": sum(means) / n}
 
 
-def evaluate(model, tok, data, verifier, gen_cfg, k: int, min_score: float, seed: int,
-             rollout=None) -> tuple[dict, list[dict]]:
-    """Sample k answers per held-out prompt and score them; returns (metrics, per-sample rows)."""
+def evaluate(engine, data, verifier, gen_cfg, k: int, min_score: float, seed: int) -> tuple[dict, list[dict], dict]:
+    """Sample k answers per held-out prompt and score them (r1pipeline/sampling.py, split across processes);
+    returns (metrics, per-sample rows, generation statistics) on every process."""
     prompts = [r["prompt"] for r in data]
-    gens = generate_with(model, tok, prompts, gen_cfg, k, seed, rollout)
-    scores, keys, samples = [], [], []
-    for row, prompt, texts, lengths in zip(data, prompts, gens.texts, gens.num_tokens):
-        s = verifier.score([prompt] * len(texts), texts, [row] * len(texts))
-        responses = [prefill_text(prompt) + t for t in texts]
-        scores.append(s)
-        keys.append([answer_key(r) for r in responses])
-        samples += [{"answer": row["answer"], "response": r, "score": x, "tokens": n}
-                    for r, x, n in zip(responses, s, lengths)]
+    sampled = sample(engine, prompts, gen_cfg, k, seed, list(data), verifier)
+    scores = [[s.score for s in samples] for samples in sampled.per_prompt]
+    keys = [[answer_key(s.response) for s in samples] for samples in sampled.per_prompt]
+    rows = [{"answer": row["answer"], "response": s.response, "score": s.score, "tokens": s.tokens}
+            for row, samples in zip(data, sampled.per_prompt) for s in samples]
     metrics = pass_and_majority(scores, keys, min_score)
-    metrics["mean_length"] = sum(map(sum, gens.num_tokens)) / max(1, sum(map(len, gens.num_tokens)))
-    metrics["tokens_per_s"] = gens.stats["tokens_per_s"]
-    metrics["bound_tokens_per_s"] = gens.stats["bound_tokens_per_s"]
-    return metrics, samples
+    metrics["mean_length"] = sum(r["tokens"] for r in rows) / max(1, len(rows))
+    metrics["tokens_per_s"] = sampled.stats["tokens_per_s"]
+    metrics["bound_tokens_per_s"] = sampled.stats["bound_tokens_per_s"]
+    return metrics, rows, sampled.stats

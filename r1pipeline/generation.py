@@ -1,35 +1,65 @@
-"""Batched sampling for the stages that generate: cold start, rejection sampling, eval and infer.
+"""Batched sampling with transformers' `model.generate` (rollout engines `hf` and `static`).
 
-`generate(model, tok, prompts, n=k, ...)` renders each conversation with the chat template (continuing an assistant
-prefill when the conversation ends with one), repeats it k times, and samples in left-padded batches with
-`model.generate`. It returns, per prompt, the k completion texts and their token counts, plus throughput beside the
-memory-bandwidth bound (r1pipeline/rollout.py). The `rollout` config group picks the engine: with `static`, prompts
-are padded up to a multiple of `prompt_bucket` and the last batch is filled up to the batch size, so that a compiled
-decode step (GPU) meets the same few shapes throughout.
+Sampling works on a plan: every prompt is rendered with the chat template (continuing an assistant prefill when the
+conversation ends with one) and repeated n times into one global list of sequences (prompt p's j-th sample is
+sequence p * n + j), which `plan_batches` cuts into fixed batches. Each batch is sampled with its own seed, derived
+from (seed, batch index), so a batch yields the same completions whichever process samples it and whatever else that
+process samples: r1pipeline/sampling.py hands whole batches to processes and gathers them. `generate` is the
+one-process form (all batches, results per prompt).
+
+With the `static` engine prompts are padded up to a multiple of `rollout.prompt_bucket` and the last batch is filled
+up to the batch size, so that a compiled decode step (GPU) meets the same few shapes throughout. Throughput is
+reported beside the memory-bandwidth bound (r1pipeline/rollout.py).
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from r1pipeline.rollout import bound_seconds, generation_engine, static_generate_kwargs
+from r1pipeline.rollout import bound_seconds, static_generate_kwargs
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Params:
+    """How to sample: a stage's `generation:` block."""
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+
+    @classmethod
+    def of(cls, gen_cfg) -> Params:
+        return cls(gen_cfg.max_new_tokens, gen_cfg.temperature, gen_cfg.top_p, gen_cfg.batch_size)
+
+
+@dataclass
+class Sequences:
+    """Completions of some batches of a plan, as one process sampled them."""
+    indices: list[int]         # global sequence indices (prompt = i // n, sample = i % n)
+    texts: list[str]
+    num_tokens: list[int]      # new tokens, up to and including the first end-of-turn token
+    wall_s: float
+    bound_s: float             # the shortest time the device could have taken (0 when unknown)
+    engine: str
+    batches: int
+
+    def counts(self) -> dict:
+        return {"batches": self.batches, "sequences": len(self.indices), "new_tokens": sum(self.num_tokens),
+                "wall_s": round(self.wall_s, 2), "bound_s": self.bound_s, "engine": self.engine}
+
+
 @dataclass
 class Generations:
-    texts: list[list[str]]          # [num_prompts][k]
-    num_tokens: list[list[int]]     # [num_prompts][k] new tokens, up to and including the first end-of-turn token
-    wall_s: float = 0.0
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return sum(map(sum, self.num_tokens)) / self.wall_s if self.wall_s else 0.0
+    """All completions of a prompt list, per prompt: `texts[p][j]`, `num_tokens[p][j]`, and throughput `stats`."""
+    texts: list[list[str]]
+    num_tokens: list[list[int]]
+    stats: dict
 
 
 def render(tok, messages) -> str:
@@ -39,6 +69,18 @@ def render(tok, messages) -> str:
     if messages[-1]["role"] == "assistant":
         return tok.apply_chat_template(messages, tokenize=False, continue_final_message=True)
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def plan_batches(num_prompts: int, n: int, batch_size: int) -> list[tuple[int, list[int]]]:
+    """(batch index, global sequence indices) for every batch, in order; the last batch may be shorter."""
+    total = num_prompts * n
+    return [(b, list(range(start, min(start + batch_size, total))))
+            for b, start in enumerate(range(0, total, batch_size))]
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """An independent seed for batch (or sequence) `index` of a run seeded with `seed` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def _stop_ids(model, tok) -> set[int]:
@@ -55,48 +97,60 @@ def _lengths(new_ids: torch.Tensor, stop: set[int]) -> list[int]:
 
 
 @torch.inference_mode()
-def generate(model, tok, prompts, n: int = 1, max_new_tokens: int = 128, temperature: float = 1.0,
-             top_p: float = 1.0, batch_size: int = 16, seed: int = 0, rollout=None) -> Generations:
-    """Sample `n` completions for each prompt (a list of messages or a string) in left-padded batches."""
-    texts = [render(tok, p) for p in prompts for _ in range(n)]
+def run_batches(model, tok, texts: list[str], batches, params: Params, seed: int, device, rollout=None) -> Sequences:
+    """Sample `batches` ((index, sequence indices) from `plan_batches`) of the rendered `texts` on `device`, where
+    the caller has put the model."""
     tok.padding_side = "left"
     stop = _stop_ids(model, tok)
-    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
-                else {"do_sample": False})
-    engine = generation_engine(rollout) if rollout is not None else "hf"
+    sampling = ({"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+                if params.temperature > 0 else {"do_sample": False})
+    engine = rollout.engine if rollout is not None else "hf"
     static = engine == "static"
     extra = static_generate_kwargs(rollout) if static else {}
     model.eval()
-    torch.manual_seed(seed)
-    out_texts, out_lens, bound_s, t0 = [], [], 0.0, time.perf_counter()
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        real = len(chunk)
+    out = Sequences([], [], [], 0.0, 0.0, engine, len(batches))
+    t0 = time.perf_counter()
+    for b, indices in batches:
+        torch.manual_seed(batch_seed(seed, b))
+        chunk = [texts[i] for i in indices]
         if static:  # one batch shape throughout: fill the last batch with copies, dropped below
-            chunk += chunk[:1] * (batch_size - real)
+            chunk += chunk[:1] * (params.batch_size - len(indices))
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False,
-                  pad_to_multiple_of=rollout.prompt_bucket if static else None).to(model.device)
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling, **extra)
-        new = ids[:real, enc["input_ids"].shape[1]:]  # [B, T_new]
-        lens = _lengths(new, stop)
-        out_lens.extend(lens)
-        out_texts.extend(tok.batch_decode(new, skip_special_tokens=True))
-        bound_s += bound_seconds(model, len(chunk), enc["input_ids"].shape[1], new.shape[1])
-    wall = time.perf_counter() - t0
-    gens = Generations([out_texts[i * n:(i + 1) * n] for i in range(len(prompts))],
-                       [out_lens[i * n:(i + 1) * n] for i in range(len(prompts))], wall)
-    bound = sum(out_lens) / bound_s if bound_s else 0.0
-    gens.stats = {"sequences": len(texts), "new_tokens": sum(out_lens), "wall_s": round(wall, 2),
-                  "tokens_per_s": round(gens.tokens_per_s, 1), "bound_tokens_per_s": round(bound, 1),
-                  "share_of_bound": round(gens.tokens_per_s / bound, 5) if bound else 0.0,
-                  "batch_size": batch_size, "engine": engine}
-    log.info("generated %d sequences (%d tokens) in %.1f s: %.1f tokens/s (memory-bandwidth bound %.0f tokens/s, "
-             "%.2f%% of it)", len(texts), sum(out_lens), wall, gens.tokens_per_s, bound,
-             100 * gens.stats["share_of_bound"])
-    return gens
+                  pad_to_multiple_of=rollout.prompt_bucket if static else None).to(device)
+        ids = model.generate(**enc, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id,
+                             **sampling, **extra)
+        new = ids[:len(indices), enc["input_ids"].shape[1]:]  # [B, T_new]
+        out.indices.extend(indices)
+        out.num_tokens.extend(_lengths(new, stop))
+        out.texts.extend(tok.batch_decode(new, skip_special_tokens=True))
+        out.bound_s += bound_seconds(model, len(chunk), enc["input_ids"].shape[1], new.shape[1])
+    out.wall_s = time.perf_counter() - t0
+    return out
 
 
-def generate_with(model, tok, prompts, gen_cfg, n: int, seed: int, rollout=None) -> Generations:
-    """`generate` with the sampling parameters of a `generation:` config block and the `rollout` group's engine."""
-    return generate(model, tok, prompts, n=n, max_new_tokens=gen_cfg.max_new_tokens, temperature=gen_cfg.temperature,
-                    top_p=gen_cfg.top_p, batch_size=gen_cfg.batch_size, seed=seed, rollout=rollout)
+def throughput(counts: list[dict], batch_size: int) -> dict:
+    """Generation statistics of processes that sampled side by side (`Sequences.counts()` of each): tokens/s over the
+    slowest one's wall time, beside the bandwidth bound over the slowest one's bound time."""
+    tokens = sum(c["new_tokens"] for c in counts)
+    wall = max((c["wall_s"] for c in counts), default=0.0)
+    bound_s = max((c["bound_s"] for c in counts), default=0.0)
+    rate = tokens / wall if wall else 0.0
+    bound = tokens / bound_s if bound_s else 0.0
+    return {"sequences": sum(c["sequences"] for c in counts), "new_tokens": tokens, "wall_s": round(wall, 2),
+            "tokens_per_s": round(rate, 1), "bound_tokens_per_s": round(bound, 1),
+            "share_of_bound": round(rate / bound, 5) if bound else 0.0, "batch_size": batch_size,
+            "engine": counts[0]["engine"] if counts else "hf"}
+
+
+def generate(model, tok, prompts, n: int = 1, params: Params = Params(), seed: int = 0, device="cpu",
+             rollout=None) -> Generations:
+    """Sample `n` completions for each prompt (a list of messages or a string), all in this process."""
+    texts = [render(tok, p) for p in prompts for _ in range(n)]
+    seqs = run_batches(model, tok, texts, plan_batches(len(prompts), n, params.batch_size), params, seed, device,
+                       rollout)
+    stats = throughput([seqs.counts()], params.batch_size)
+    log.info("generated %d sequences (%d tokens) in %.1f s: %.1f tokens/s (memory-bandwidth bound %.0f tokens/s)",
+             stats["sequences"], stats["new_tokens"], stats["wall_s"], stats["tokens_per_s"],
+             stats["bound_tokens_per_s"])
+    return Generations([seqs.texts[p * n:(p + 1) * n] for p in range(len(prompts))],
+                       [seqs.num_tokens[p * n:(p + 1) * n] for p in range(len(prompts))], stats)

@@ -73,9 +73,9 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
-    model_dir = train_and_save(trainer, tok, cfg, out, "rewards.png")
+    outputs = train_and_save(trainer, tok, cfg, out, "rewards.png", (model_path, random_init))
     peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
-    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "peak_gpu_mem_gb": peak,
+    return {"outputs": outputs, "steps": trainer.state.global_step, "peak_gpu_mem_gb": peak,
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"),
             "reward_errors": {f.name: f.errors for f in funcs}}
 

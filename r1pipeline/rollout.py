@@ -6,7 +6,7 @@ Engines (conf/rollout/*.yaml):
   multiple of `prompt_bucket` for generation only (TRL's `pad_to_multiple_of`, set around the generate call so the
   training forward is not padded too) and batches keep one size, so the compiled graph is reused. TRL 1.16 builds its
   GenerationConfig with `disable_compile=True`; `RolloutGRPOTrainer` turns compilation back on for this engine.
-- vllm: TRL's vLLM colocate mode for GRPO; the generating stages use the static engine.
+- vllm: TRL's vLLM colocate mode for GRPO; the generating stages use vLLM's offline engine (r1pipeline/vllm_engine.py).
 
 Every GRPO rollout is timed: `rollout/tokens_per_s` (completion tokens / generation wall time) is logged beside
 `rollout/bound_tokens_per_s`, the rate at which the device could merely read the weights and KV cache that this
@@ -22,11 +22,6 @@ import time
 import torch
 
 log = logging.getLogger(__name__)
-
-
-def generation_engine(rollout) -> str:
-    """The engine the generating stages use: vLLM serves GRPO only, so `vllm` means `static` there."""
-    return "static" if rollout.engine == "vllm" else rollout.engine
 
 
 def grpo_rollout_args(rollout) -> dict:

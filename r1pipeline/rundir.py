@@ -3,26 +3,28 @@
 A run directory holds one subdirectory per stage (`<run>/<stage>/`), each with a `manifest.json` saying what it
 read, its config, its final metrics and where its model/dataset is. A later stage names its input
 (`init_from: sft1`) and `resolve_stage_output` turns that into a path or says which stage to run first.
+
+Under several processes every process runs a stage's frame (`execute_stage`): the main process alone writes files
+(each renamed into place, the complete manifest last) and every process waits at the end of the stage, so that the
+next stage never reads a manifest that still says running (r1pipeline/processes.py).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from omegaconf import OmegaConf
 
+from r1pipeline import processes
 from r1pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a launched stage (RANK comes from `accelerate launch`); a single process is always rank 0."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def stage_dir(cfg, name: str | None = None) -> Path:
@@ -40,25 +42,16 @@ def check_stage_dir(cfg) -> None:
 
 def prepare_stage_dir(cfg) -> Path:
     """Create this stage's directory and write its resolved `config.yaml`; refuse a non-empty directory unless
-    resuming (never mix two runs' files). Only rank 0 writes; other ranks wait until it has claimed the directory."""
+    resuming (never mix two runs' files). Every process checks before any writes (they all see the same directory,
+    so they all pass or all fail); then the main process alone creates it, and every process goes on once it exists."""
     d = stage_dir(cfg)
-    if not is_main_process():
-        _wait_for_main_process(d)
-        return d
     check_stage_dir(cfg)
-    d.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, d / "config.yaml", resolve=True)
+    processes.wait_for_everyone()
+    if processes.is_main_process():
+        d.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, d / "config.yaml", resolve=True)
+    processes.wait_for_everyone()
     return d
-
-
-def _wait_for_main_process(d: Path, timeout_s: float = 900.0) -> None:
-    """Other ranks of a launched stage go on once rank 0 has claimed the stage directory (its manifest exists), so
-    nothing they write can make rank 0's emptiness check fail. If rank 0 fails first, the launcher stops them."""
-    deadline = time.monotonic() + timeout_s
-    while not (d / MANIFEST).is_file():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"rank {os.environ.get('RANK')}: rank 0 did not claim {d} within {timeout_s:.0f} s")
-        time.sleep(0.2)
 
 
 def read_manifest(d: Path) -> dict | None:
@@ -67,12 +60,19 @@ def read_manifest(d: Path) -> dict | None:
 
 
 def write_manifest(d: Path, cfg, status: str, **fields) -> dict:
-    if not is_main_process():
+    """The stage's manifest, written by the main process only (renamed into place: a reader never sees half of it)."""
+    if not processes.is_main_process():
         return {}
     manifest = {"stage": cfg.stage.name, "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "config": OmegaConf.to_container(cfg, resolve=True), **fields}
-    (Path(d) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    _write_atomic(Path(d) / MANIFEST, json.dumps(manifest, indent=2, default=str))
     return manifest
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "init_from/data_from") -> Path:
@@ -94,9 +94,9 @@ def last_checkpoint(d: Path) -> str | None:
 
 
 def write_json(path: Path, obj) -> None:
-    if not is_main_process():
-        return
-    Path(path).write_text(json.dumps(obj, indent=2, default=str))
+    """A JSON file written by the main process only, renamed into place."""
+    if processes.is_main_process():
+        _write_atomic(Path(path), json.dumps(obj, indent=2, default=str))
 
 
 def input_model(cfg, name: str, field: str = "init_from") -> tuple[str, bool]:
@@ -132,9 +132,11 @@ class StageFailed(ConfigError):
 
 
 def execute_stage(cfg, inputs: dict, work) -> dict:
-    """The frame every stage that writes an output shares: prepare its directory, log into it, mark the manifest
-    running, run `work(stage_dir) -> result`, then write summary.json and the complete manifest (or, on StageFailed,
-    the failed manifest with its metrics). Returns the summary."""
+    """The frame every stage that writes an output shares, run by every process of the stage: prepare its directory,
+    log into it, mark the manifest running, run `work(stage_dir) -> result`, check that every process finished, write
+    summary.json and the complete manifest, and wait for everyone, so that no process reads this stage's output
+    before the manifest says complete. When any process fails, every process stops with the same error and the
+    manifest says failed (with a StageFailed's metrics). Returns the summary."""
     from r1pipeline.logs import stage_logging
 
     out = prepare_stage_dir(cfg)
@@ -143,9 +145,20 @@ def execute_stage(cfg, inputs: dict, work) -> dict:
         write_manifest(out, cfg, "running", inputs=inputs)
         try:
             result = work(out)
-        except StageFailed as exc:
-            write_manifest(out, cfg, "failed", inputs=inputs, metrics=exc.metrics)
-            raise
+            processes.exchange([])  # did every process finish? Nothing is marked complete before they all have.
+        except processes.ProcessFailed as failed:  # every process learned it from the same exchange
+            _fail(out, cfg, inputs, failed.error)
+        except Exception as exc:  # only this process knows: tell the others (they stop at their next exchange)
+            with contextlib.suppress(processes.ProcessFailed):
+                processes.exchange([], error=exc)
+            _fail(out, cfg, inputs, exc)
         summary = finish_stage(out, cfg, inputs, result)
         log.info("%s done in %.0f s: %s", cfg.stage.name, result.get("wall_s", time.monotonic() - t0), out)
+    processes.wait_for_everyone()
     return summary
+
+
+def _fail(out: Path, cfg, inputs: dict, error: BaseException) -> NoReturn:
+    write_manifest(out, cfg, "failed", inputs=inputs, error=f"{type(error).__name__}: {error}",
+                   metrics=getattr(error, "metrics", {}))
+    raise error from None

@@ -51,18 +51,20 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
     t0 = time.time()
     data = prompt_completion(dataset_path)
     tok = load_tokenizer(model_path)
+    # The trainer config comes first: under ZeRO-3 it makes from_pretrained load the weights already partitioned.
+    args = sft_args(cfg, out)
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
     log.info("SFT %s: %s (%.1fM params) on %d conversations from %s", cfg.stage.name, model_path,
              model.num_parameters() / 1e6, len(data), dataset_path)
 
     from trl import SFTTrainer
 
-    trainer = SFTTrainer(model=model, processing_class=tok, args=sft_args(cfg, out), train_dataset=data,
+    trainer = SFTTrainer(model=model, processing_class=tok, args=args, train_dataset=data,
                          peft_config=peft_config(cfg.model))
     cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"), cb.ReadableProgress(),
                          *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
-    model_dir = train_and_save(trainer, tok, cfg, out, "loss.png")
-    return {"outputs": {"model": str(model_dir)}, "steps": trainer.state.global_step, "examples": len(data),
+    outputs = train_and_save(trainer, tok, cfg, out, "loss.png", (model_path, random_init))
+    return {"outputs": outputs, "steps": trainer.state.global_step, "examples": len(data),
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl")}
 
 

@@ -1,4 +1,5 @@
-"""What the GRPO and SFT runners share around a TRL trainer: common arguments, and train -> save."""
+"""What the GRPO and SFT runners share around a TRL trainer: common arguments, and train -> save (merging a LoRA
+adapter into its base, so that every training stage hands a plain model to the next)."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from r1pipeline.models import merge_adapter, peft_config
 from r1pipeline.plots import plot_metrics
 from r1pipeline.rundir import last_checkpoint
 from r1pipeline.tracking import finish_tracking
@@ -30,9 +32,12 @@ def common_args(cfg, out: Path) -> dict:
     )
 
 
-def train_and_save(trainer, tok, cfg, out: Path, plot_name: str) -> Path:
+def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str, bool]) -> dict:
     """Train (from the last checkpoint with run.resume=true), close the tracker (as crashed on error), save the
-    model + tokenizer to `out/model` and plot the metrics on rank 0. Returns the model directory."""
+    model + tokenizer to `out/model` and plot the metrics on the main process. Returns the stage's outputs.
+
+    With LoRA the trainer saves the adapter to `out/adapter`, and `out/model` receives the base (`base`: path and
+    random_init) with the adapter merged in, so the next stage loads a plain model, like after full fine-tuning."""
     resume = last_checkpoint(out) if cfg.run.resume else None
     if resume:
         log.info("resuming from %s", resume)
@@ -42,9 +47,15 @@ def train_and_save(trainer, tok, cfg, out: Path, plot_name: str) -> Path:
         finish_tracking(cfg, error=exc)
         raise
     finish_tracking(cfg)
-    model_dir = Path(out) / "model"
-    trainer.save_model(str(model_dir))
+    model_dir, adapter_dir = Path(out) / "model", Path(out) / "adapter"
+    lora = peft_config(cfg.model) is not None
+    trainer.save_model(str(adapter_dir if lora else model_dir))
     if trainer.is_world_process_zero():
+        if lora:
+            merged = merge_adapter(cfg.model, base[0], base[1], str(adapter_dir), cfg.hardware.use_cpu)
+            merged.save_pretrained(model_dir)
+            tok.save_pretrained(adapter_dir)
+            log.info("merged the LoRA adapter %s into %s: %s", adapter_dir, base[0], model_dir)
         tok.save_pretrained(model_dir)
         plot_metrics(Path(out) / "metrics.jsonl", Path(out) / plot_name, title=f"{cfg.stage.name} ({cfg.model.name})")
-    return model_dir
+    return {"model": str(model_dir), **({"adapter": str(adapter_dir)} if lora else {})}

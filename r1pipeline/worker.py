@@ -1,26 +1,22 @@
 """One rank of a launched stage: `python -m r1pipeline.worker <run dir>/frozen_config.yaml`.
 
 Started by `accelerate launch` (see r1pipeline/launcher.py and the run's launch.sh). It composes nothing: it reads the
-frozen config that the Hydra entry point wrote, so every rank has the same config and run directory. The rank comes
-from the environment (RANK, set by the launcher), never from argv; only rank 0 creates directories and writes files
-(r1pipeline.rundir and the trainers' callbacks check it).
+frozen config that the Hydra entry point wrote, so every rank has the same config and run directory. Which process
+this is, and its device, come from accelerate's PartialState (r1pipeline/processes.py), never from argv; only the
+main process creates directories and writes files (r1pipeline.rundir and the trainers' callbacks check it).
 """
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.processes import init
 
 log = logging.getLogger("r1pipeline")
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def load_frozen(path: Path):
@@ -43,10 +39,11 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python -m r1pipeline.worker <run dir>/frozen_config.yaml")
-    logging.basicConfig(level=logging.INFO if rank() == 0 else logging.WARNING,
-                        format=f"[rank {rank()}] %(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_frozen(Path(argv[0]))
+        state = init(cfg.hardware)
+        logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
+                            format=f"[process {state.process_index}] %(asctime)s %(levelname)s %(name)s: %(message)s")
         return run_stage(cfg)
     except ConfigError as exc:
         log.error("%s", exc)

@@ -83,3 +83,14 @@ def test_missing_dataset_column_is_reported_before_the_model_loads(tmp_path):
     with pytest.raises(ConfigError, match=r"dataset.columns: .* has no column\(s\) \['target'\]"):
         run_stage(cfg)
     assert not (tmp_path / "run" / "r1_zero").exists(), "a failed validation must not leave a run directory"
+
+
+@pytest.mark.parametrize("stage", ["r1_zero", "reasoning_rl"])
+def test_grpo_stages_keep_r1s_kl_term_whatever_trls_default(tmp_path, stage):
+    """TRL 1.16 turned use_bias_correction_kl on by default, which changes the KL gradient when beta > 0; the GRPO
+    stages state R1's term (no importance weight), so a run with a KL coefficient trains as R1 describes."""
+    from r1pipeline.grpo import grpo_args
+
+    cfg = compose_cfg([f"stage={stage}", "stage.trainer.beta=0.04"], run_dir=tmp_path / "run")
+    args = grpo_args(cfg, tmp_path / "run" / stage, [1.0])
+    assert args.beta == 0.04 and args.use_bias_correction_kl is False

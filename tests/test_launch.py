@@ -160,3 +160,74 @@ def test_launched_stage_runs_two_cpu_ranks_on_one_frozen_config(tmp_path, embedd
     source = load_model(compose_cfg(TINY).model, str(embedded_model_dir), True, random_init=True)
     loaded = reload_in_fresh_process(out / "model")
     assert (loaded["params"], loaded["empty"]) == (source.num_parameters(), []) and loaded["new_tokens"] >= 1
+
+
+def _stand_ins(bin_dir: Path) -> Path:
+    """Stand-ins for Slurm's srun (one task per node, each with its SLURM_NODEID), scontrol (the allocation's two
+    hostnames) and sbatch (prints a job id, records its arguments), and an interpreter that records the arguments
+    `accelerate launch` would have received on each node."""
+    bin_dir.mkdir()
+    scripts = {
+        "srun": 'nodes=1\nwhile [[ $1 == --* ]]; do [[ $1 == --nodes=* ]] && nodes=${1#--nodes=}; shift; done\n'
+                'for ((i = 0; i < nodes; i++)); do SLURM_NODEID=$i SLURM_PROCID=$i "$@" || exit $?; done\n',
+        "scontrol": '[[ "$1 $2" == "show hostnames" ]] && printf "gpu-07\\ngpu-08\\n"\n',
+        "sbatch": 'printf "%s\\n" "$@" > "$RECORD_DIR/sbatch.args"; echo 4242\n',
+        "python": 'printf "%s\\n" "$@" > "$RECORD_DIR/node-$SLURM_NODEID.args"\n',
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def test_two_node_sbatch_starts_accelerate_on_every_node_with_its_machine_rank(tmp_path, monkeypatch):
+    from r1pipeline.launcher import write_scripts
+
+    bin_dir = _stand_ins(tmp_path / "bin")
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))  # the plan's interpreter records its arguments
+    cfg = compose_cfg(["hardware=2x8xh100", "stage=reasoning_rl", 'hardware.sbatch_options=["--partition=gpu"]'])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    scripts = write_scripts(cfg, build_plan(cfg, run_dir))
+    sbatch = run_dir / "slurm.sbatch"
+    assert scripts == [run_dir / "launch.sh", sbatch]
+    assert subprocess.run(["bash", "-n", str(sbatch)]).returncode == 0
+    text = sbatch.read_text()
+    directives = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("#SBATCH")]
+    assert directives == ["--job-name=r1pipeline-reasoning_rl", "--nodes=2", "--ntasks-per-node=1",
+                          f"--output={run_dir / 'slurm-%j.out'}", "--gpus-per-node=8", "--partition=gpu"]
+
+    # Run it as Slurm would on the allocation's first node: srun starts launch.sh once per node.
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_DIR": str(tmp_path),
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-[07-08]"}
+    res = subprocess.run(["bash", str(sbatch)], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    common = ["-m", "accelerate.commands.launch", "--config_file", str(REPO / "launch/accelerate/zero3_multinode.yaml"),
+              "--num_processes", "16", "--num_machines", "2", "--mixed_precision", "bf16"]
+    for node in (0, 1):
+        argv = (tmp_path / f"node-{node}.args").read_text().splitlines()
+        assert argv == [*common, "--machine_rank", str(node), "--main_process_ip", "gpu-07",
+                        "--main_process_port", str(29500 + 4242 % 1000),
+                        "--module", "r1pipeline.worker", str(run_dir.resolve() / FROZEN_CONFIG)], node
+
+
+def test_slurm_launcher_submits_the_run_instead_of_starting_it_here(tmp_path, monkeypatch):
+    from r1pipeline.launcher import launch
+
+    overrides = [*TINY, "hardware=cpu_accelerate", "hardware.num_machines=2", "hardware.num_processes=2",
+                 "hardware.launcher=slurm", "tracking=none"]
+    with pytest.raises(ConfigError, match=r"hardware.launcher=slurm: sbatch is not on PATH"):
+        launch(compose_cfg(overrides, run_dir=tmp_path / "no-slurm"))
+    assert not (tmp_path / "no-slurm").exists()
+
+    bin_dir = _stand_ins(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD_DIR", str(tmp_path))
+    run_dir = tmp_path / "run"
+    result = launch(compose_cfg(overrides, run_dir=run_dir))
+    assert result == {"stage": "r1_zero", "status": "submitted", "job": "4242", "sbatch": str(run_dir / "slurm.sbatch")}
+    assert (tmp_path / "sbatch.args").read_text().splitlines() == ["--parsable", str(run_dir / "slurm.sbatch")]
+    assert (run_dir / FROZEN_CONFIG).is_file() and not (run_dir / "r1_zero").exists()  # nothing ran here
+    assert "--gpus-per-node" not in (run_dir / "slurm.sbatch").read_text()  # CPU processes
+    with pytest.raises(ConfigError, match=r"hardware.launcher: slurm starts `accelerate launch` through sbatch"):
+        launch(compose_cfg([*TINY, "hardware.launcher=slurm"], run_dir=tmp_path / "in-process"))

@@ -9,29 +9,8 @@ import math
 import pytest
 import torch
 
-from conftest import compose_cfg
+from conftest import ORDER, TINY_PIPELINE, compose_cfg
 from r1pipeline.stages import run_stage
-
-ORDER = ["r1_zero", "cold_start", "sft1", "reasoning_rl", "rejection_sampling", "sft2", "eval"]
-# The smoke preset, shrunk further for the tiny model: fewer tokens everywhere, a checkpoint at every step.
-TINY_PIPELINE = [
-    "experiment=pipeline_smoke",
-    "model=tiny_random",
-    "dataset.train_size=8",
-    "dataset.test_size=4",
-    "stage.r1_zero.trainer.max_completion_length=8",
-    "stage.reasoning_rl.trainer.max_completion_length=8",
-    "stage.cold_start.num_prompts=2",
-    "stage.cold_start.generation.max_new_tokens=8",
-    "stage.rejection_sampling.num_prompts=2",
-    "stage.rejection_sampling.generation.max_new_tokens=8",
-    "stage.rejection_sampling.filters.mixed_language=false",  # random tokens mix scripts; the filter has its own test
-    "stage.sft1.trainer.max_length=256",
-    "stage.sft2.trainer.max_length=256",
-    "stage.sft2.trainer.save_steps=1",
-    "stage.eval.num_prompts=2",
-    "stage.eval.generation.max_new_tokens=8",
-]
 
 
 @pytest.fixture(scope="module")

@@ -58,19 +58,25 @@ def test_unusable_rollout_is_refused_before_anything_loads(overrides, message):
         validate(compose_cfg(overrides))
 
 
-def test_vllm_engine_names_the_missing_package(monkeypatch):
+def test_vllm_engine_names_the_missing_gpu_or_package(monkeypatch):
     import importlib.util
 
+    import torch
+
     cfg = compose_cfg(["rollout=vllm", "hardware.use_cpu=false"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"rollout=vllm: vLLM needs a CUDA GPU and none is visible"):
+        check_rollout(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"the vllm package is not installed; `pip install vllm`"):
+    with pytest.raises(ConfigError, match=r"the vllm package is not installed; pip install 'r1pipeline\[vllm\]'"):
         check_rollout(cfg)
 
 
 def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_dir):
     """Greedy decoding on the real model: bucketed prompts and a filled-up last batch change nothing in the output."""
-    from r1pipeline.generation import generate
+    from r1pipeline.generation import Params, generate
     from r1pipeline.models import load_model, load_tokenizer
 
     cfg = compose_cfg(["rollout=static"])
@@ -86,9 +92,10 @@ def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_di
     prompts = [[{"role": "user", "content": "What is 2 + 3?"}],
                [{"role": "user", "content": "Name a colour."}],
                [{"role": "user", "content": "Write the word 'hello' in capital letters, please."}]]
-    ref = generate(model, tok, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=2)
+    greedy = Params(max_new_tokens=8, temperature=0, batch_size=2)
+    ref = generate(model, tok, prompts, n=1, params=greedy)
     model.generate = recording_generate
-    ours = generate(model, tok, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=2, rollout=cfg.rollout)
+    ours = generate(model, tok, prompts, n=1, params=greedy, rollout=cfg.rollout)
     assert ours.texts == ref.texts and ours.num_tokens == ref.num_tokens
     assert shapes == [(2, 64), (2, 64)]  # the last batch of one prompt is filled up to 2 rows; 64-token bucket
     assert ours.stats["engine"] == "static" and ours.stats["sequences"] == 3

@@ -102,14 +102,14 @@ def test_pass_at_1_and_majority(scores, answers, expected):
 
 
 def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):
-    from r1pipeline.generation import generate
+    from r1pipeline.generation import Params, generate
     from r1pipeline.models import load_model, load_tokenizer
 
     cfg = compose_cfg(["model=tiny_random"])
     tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
     prompts = [[{"role": "user", "content": "hi"}],
                [{"role": "user", "content": "a much longer question here"}, {"role": "assistant", "content": "<think>"}]]
-    gens = generate(model, tok, prompts, n=3, max_new_tokens=5, batch_size=4)
+    gens = generate(model, tok, prompts, n=3, params=Params(max_new_tokens=5, batch_size=4))
     assert [len(t) for t in gens.texts] == [3, 3] and all(1 <= n <= 5 for row in gens.num_tokens for n in row)
     assert gens.stats["sequences"] == 6 and gens.stats["tokens_per_s"] > 0 and tok.padding_side == "left"
     # token counts stop at (and include) the first end-of-turn token; rows without one count every token
@@ -193,6 +193,29 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
     assert "What is 2 + 2?" not in trained and "Think first." not in trained
 
 
+def test_sft_builds_its_trainer_config_before_loading_the_model(tmp_path, monkeypatch, embedded_model_dir):
+    """Under ZeRO-3 the trainer config registers DeepSpeed, which makes from_pretrained load the weights partitioned;
+    built after the model, it would come too late (GRPO does the same, r1pipeline/grpo.py)."""
+    import r1pipeline.sft as sft
+
+    run_dir, order = tmp_path / "run", []
+    _cold_start_from_file(tmp_path, run_dir)
+
+    class Loaded(Exception):
+        """Stops the stage once the model is loading: what came before is all this test needs."""
+
+    def load_model(*args, **kwargs):
+        order.append("model")
+        raise Loaded
+
+    monkeypatch.setattr(sft, "sft_args", lambda cfg, out: order.append("trainer config") or {})
+    monkeypatch.setattr(sft, "load_model", load_model)
+    with pytest.raises(Loaded):
+        sft.run_sft(compose_cfg(["model=tiny_random", "stage=sft1"], run_dir=run_dir), tmp_path / "out",
+                    run_dir / "cold_start" / "dataset.jsonl", str(embedded_model_dir), True)
+    assert order == ["trainer config", "model"]
+
+
 def test_sft_packs_conversations_when_asked(tmp_path, embedded_model_dir):
     run_dir = tmp_path / "run"
     _cold_start_from_file(tmp_path, run_dir)
@@ -267,13 +290,13 @@ def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
 def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
     import io
 
-    from r1pipeline.models import load_model, load_tokenizer
+    from r1pipeline.sampling import open_engine
     from r1pipeline.stages.infer import chat
 
     cfg = compose_cfg(["model=tiny_random", "stage=infer", "stage.system=Be brief.", "stage.generation.max_new_tokens=3"])
-    tok, model = load_tokenizer(str(embedded_model_dir)), load_model(cfg.model, str(embedded_model_dir), True, True)
     shown = io.StringIO()
-    messages = chat(model, tok, cfg, io.StringIO("hello\nand again\n\n"), shown)
+    with open_engine(cfg, str(embedded_model_dir), True) as engine:
+        messages = chat(engine, cfg, io.StringIO("hello\nand again\n\n"), shown)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
     assert messages[3]["content"] == "and again" and shown.getvalue().count("model> ") == 2
 

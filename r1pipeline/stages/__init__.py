@@ -21,4 +21,8 @@ STAGES = {
 
 
 def run_stage(cfg) -> dict:
+    """Run the configured stage in this process, after setting up the process layout for its hardware profile."""
+    from r1pipeline.processes import init
+
+    init(cfg.hardware)
     return importlib.import_module(STAGES[cfg.stage.name]).run(cfg)

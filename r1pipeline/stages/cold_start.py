@@ -15,25 +15,18 @@ import json
 import logging
 import re
 
-
 from r1pipeline.config import GENERATING_METHODS as GENERATING
 from r1pipeline.config import validate
 from r1pipeline.cot import normalized, refine
 from r1pipeline.data import build_dataset, load_files
 from r1pipeline.errors import ConfigError
-from r1pipeline.generation import generate_with
-from r1pipeline.models import load_model, load_tokenizer
-from r1pipeline.rewards.text import prefill_text
+from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
+from r1pipeline.sampling import open_engine, sample, sft_row, task_messages
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
 METHODS = (*GENERATING, "load")
-
-
-def task_messages(prompt: list[dict]) -> list[dict]:
-    """The dataset's conversation without the assistant prefill: what SFT trains the model to answer."""
-    return [m for m in prompt if m["role"] != "assistant"]
 
 
 def method_prompt(method: str, prompt: list[dict], stage) -> list[dict]:
@@ -50,29 +43,25 @@ def method_prompt(method: str, prompt: list[dict], stage) -> list[dict]:
     return [*system, *shots, user, *prefill]
 
 
-def generated_rows(method: str, model_name: str, model, tok, data, verifier, cfg) -> tuple[list[dict], dict]:
+def generated_rows(method: str, model_name: str, engine, data, verifier, cfg) -> tuple[list[dict], dict]:
     """Sample, verify, rewrite and dedupe one generating method's rows; returns (rows, stats)."""
     stage = cfg.stage
     prompts = [method_prompt(method, r["prompt"], stage) for r in data]
-    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed,
-                         cfg.rollout)
+    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
     rows, seen, verified = [], set(), 0
-    for row, prompt, texts in zip(data, prompts, gens.texts):
-        scores = verifier.score([prompt] * len(texts), texts, [row] * len(texts))
-        for text, score in zip(texts, scores):
-            if score < stage.min_score:
+    for row, samples in zip(data, sampled.per_prompt):
+        for s in samples:
+            if s.score < stage.min_score:
                 continue
             verified += 1
-            readable = refine(prefill_text(prompt) + text, stage.template)
+            readable = refine(s.response, stage.template)
             key = (task_messages(row["prompt"])[-1]["content"], normalized(readable or ""))
             if readable is None or key in seen:
                 continue
             seen.add(key)
-            rows.append({"messages": [*task_messages(row["prompt"]), {"role": "assistant", "content": readable}],
-                         "answer": row["answer"], "method": method, "source_model": model_name,
-                         "score": round(score, 4)})
-    stats = {"prompts": len(prompts), "samples": sum(map(len, gens.texts)), "verified": verified,
-             "kept": len(rows), "generation": gens.stats}
+            rows.append(sft_row(row, readable, method, model_name, s.score))
+    stats = {"prompts": len(prompts), "samples": sum(map(len, sampled.per_prompt)), "verified": verified,
+             "kept": len(rows), "generation": sampled.stats}
     log.info("cold start %s (%s): %d samples, %d verified, %d kept", method, model_name, stats["samples"],
              verified, len(rows))
     return rows, stats
@@ -139,11 +128,10 @@ def run(cfg) -> dict:
         verifier = Verifier(stage.verify) if sources else None
         rows, stats = [], {}
         for name in dict.fromkeys(sources.values()):  # load each source model once
-            path, random_init = paths[name]
-            tok, model = load_tokenizer(path), load_model(cfg.model, path, cfg.hardware.use_cpu, random_init)
-            for method in [m for m, src in sources.items() if src == name]:
-                new, stats[method] = generated_rows(method, name, model, tok, data, verifier, cfg)
-                rows += new
+            with open_engine(cfg, *paths[name]) as engine:
+                for method in [m for m, src in sources.items() if src == name]:
+                    new, stats[method] = generated_rows(method, name, engine, data, verifier, cfg)
+                    rows += new
         if "load" in stage.methods:
             new, stats["load"] = loaded_rows(stage.load)
             rows += new
@@ -152,7 +140,8 @@ def run(cfg) -> dict:
                               f"(stage.samples_per_prompt, stage.num_prompts), lower stage.min_score, or add "
                               f"method load with a local cold-start set", stats)
         dataset = out / "dataset.jsonl"
-        dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if is_main_process():
+            dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
         log.info("cold start: %d rows -> %s", len(rows), dataset)
         return {"outputs": {"dataset": str(dataset)}, "rows": len(rows),
                 "metrics": {"rows": len(rows), "per_method": stats}}

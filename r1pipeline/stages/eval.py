@@ -11,14 +11,14 @@ import csv
 import json
 import logging
 
-
 from r1pipeline.config import validate
 from r1pipeline.data import build_dataset
 from r1pipeline.errors import ConfigError
 from r1pipeline.evaluation import evaluate
-from r1pipeline.models import load_model, load_tokenizer
 from r1pipeline.plots import plot_eval_scores, plot_stage_comparison
+from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_dir
+from r1pipeline.sampling import open_engine
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,15 @@ def write_tables(out, rows: list[dict], k: int) -> None:
     (out / "results.md").write_text(markdown_table(rows, k))
 
 
+def write_outputs(out, rows: list[dict], samples: list[dict], k: int, cfg, names: list[str]) -> None:
+    """results.md/.csv, samples.jsonl, scores.png and curves.png (the main process's job)."""
+    write_tables(out, rows, k)
+    (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    plot_eval_scores(rows, out / "scores.png", title=f"{cfg.dataset.name} test, k={k}")
+    curves = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in names if s != "base"}
+    plot_stage_comparison(curves, out / "curves.png", title="training curves per stage")
+
+
 def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
@@ -67,23 +76,21 @@ def run(cfg) -> dict:
     inputs = {"models": {n: p for n, (p, _) in paths.items()}, "dataset": cfg.dataset.name, "prompts": len(data)}
 
     def work(out):
-        verifier, rows = Verifier(stage.verify), []
-        with (out / "samples.jsonl").open("w") as samples_file:
-            for name, (path, random_init) in paths.items():
-                tok, model = load_tokenizer(path), load_model(cfg.model, path, cfg.hardware.use_cpu, random_init)
-                metrics, samples = evaluate(model, tok, data, verifier, stage.generation, stage.k, stage.min_score,
-                                            cfg.seed, cfg.rollout)
-                rows.append({"model": name, "path": path, **{k: round(v, 4) for k, v in metrics.items()}})
-                samples_file.writelines(json.dumps({"model": name, **s}) + "\n" for s in samples)
-                log.info("eval %s: pass@1 %.3f maj@%d %.3f (mean length %.0f)", name, metrics["pass@1"], stage.k,
-                         metrics["maj@k"], metrics["mean_length"])
-        write_tables(out, rows, stage.k)
-        plot_eval_scores(rows, out / "scores.png", title=f"{cfg.dataset.name} test, k={stage.k}")
-        curves = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in names if s != "base"}
-        plot_stage_comparison(curves, out / "curves.png", title="training curves per stage")
-        table = (out / "results.md").read_text()
+        verifier, rows, samples, generation = Verifier(stage.verify), [], [], {}
+        for name, (path, random_init) in paths.items():
+            with open_engine(cfg, path, random_init) as engine:
+                metrics, model_samples, generation[name] = evaluate(engine, data, verifier, stage.generation,
+                                                                    stage.k, stage.min_score, cfg.seed)
+            rows.append({"model": name, "path": path, **{k: round(v, 4) for k, v in metrics.items()}})
+            samples += [{"model": name, **s} for s in model_samples]
+            log.info("eval %s: pass@1 %.3f maj@%d %.3f (mean length %.0f)", name, metrics["pass@1"], stage.k,
+                     metrics["maj@k"], metrics["mean_length"])
+        if is_main_process():
+            write_outputs(out, rows, samples, stage.k, cfg, names)
+        table = markdown_table(rows, stage.k)
         log.info("eval results (%s test split, %d prompts, k=%d):\n%s", cfg.dataset.name, len(data), stage.k, table)
         return {"outputs": {"table": str(out / "results.md"), "csv": str(out / "results.csv")},
-                "metrics": {r["model"]: {k: r[k] for k in COLUMNS[2:]} for r in rows}, "table": table}
+                "metrics": {r["model"]: {k: r[k] for k in COLUMNS[2:]} for r in rows}, "table": table,
+                "generation": generation}
 
     return execute_stage(cfg, inputs, work)

@@ -4,7 +4,8 @@ python -m r1pipeline stage=infer run.dir=<run> stage.model_from=sft2 stage.promp
 python -m r1pipeline stage=infer run.dir=<run> stage.model_from=reasoning_rl      (interactive chat; empty line or
                                                                                   EOF ends it)
 A prompts file is .txt (one prompt per line) or .jsonl (`prompt`: a string, or `messages`: a conversation, per line).
-Answers go to `<run>/infer/answers.jsonl` (appended, so several runs can share a run directory).
+Answers go to `<run>/infer/answers.jsonl` (appended, so several runs can share a run directory). A prompts file is
+split across the processes of the hardware profile like any generating stage; chat runs in one process.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
+from r1pipeline import processes
 from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
-from r1pipeline.generation import generate_with
 from r1pipeline.logs import stage_logging
-from r1pipeline.models import load_model, load_tokenizer
 from r1pipeline.rundir import input_model, stage_dir
+from r1pipeline.sampling import open_engine, sample
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def read_prompts(path: str, system: str | None) -> list[list[dict]]:
     return [head + [{"role": "user", "content": line}] for line in lines]
 
 
-def chat(model, tok, cfg, stream_in=sys.stdin, stream_out=sys.stdout) -> list[dict]:
+def chat(engine, cfg, stream_in=sys.stdin, stream_out=sys.stdout) -> list[dict]:
     """A multi-turn chat on the terminal; returns the conversation."""
     messages = [{"role": "system", "content": cfg.stage.system}] if cfg.stage.system else []
     while True:
@@ -45,7 +46,7 @@ def chat(model, tok, cfg, stream_in=sys.stdin, stream_out=sys.stdout) -> list[di
         if not line.strip():
             return messages
         messages.append({"role": "user", "content": line.strip()})
-        reply = generate_with(model, tok, [messages], cfg.stage.generation, 1, cfg.seed).texts[0][0]
+        reply = sample(engine, [messages], cfg.stage.generation, 1, cfg.seed).per_prompt[0][0].text
         messages.append({"role": "assistant", "content": reply})
         stream_out.write(f"model> {reply}\n")
 
@@ -54,21 +55,27 @@ def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
     prompts = read_prompts(stage.prompts_file, stage.system) if stage.prompts_file else None
+    if prompts is None and processes.state().num_processes > 1:
+        raise ConfigError("stage.prompts_file: interactive chat runs in one process; give a prompts file to answer "
+                          "it with several processes, or chat with hardware.num_processes=1")
     path, random_init = input_model(cfg, stage.model_from, "model_from")
     out = stage_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    if processes.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
     answers = Path(stage.output_file) if stage.output_file else out / "answers.jsonl"
     with stage_logging(out):
-        tok, model = load_tokenizer(path), load_model(cfg.model, path, cfg.hardware.use_cpu, random_init)
-        if prompts is None:
-            conversations = [chat(model, tok, cfg)]
-            stats = {}
-        else:
-            gens = generate_with(model, tok, prompts, stage.generation, 1, cfg.seed, cfg.rollout)
-            conversations = [p + [{"role": "assistant", "content": t[0]}] for p, t in zip(prompts, gens.texts)]
-            stats = gens.stats
-        with answers.open("a") as f:
-            f.writelines(json.dumps({"model": stage.model_from, "messages": c}) + "\n" for c in conversations)
+        with open_engine(cfg, path, random_init) as engine:
+            if prompts is None:
+                conversations, stats = [chat(engine, cfg)], {}
+            else:  # split across processes, gathered on every one; the main process appends the answers
+                sampled = sample(engine, prompts, stage.generation, 1, cfg.seed)
+                conversations = [p + [{"role": "assistant", "content": s[0].text}]
+                                 for p, s in zip(prompts, sampled.per_prompt)]
+                stats = sampled.stats
+        if processes.is_main_process():
+            with answers.open("a") as f:
+                f.writelines(json.dumps({"model": stage.model_from, "messages": c}) + "\n" for c in conversations)
         log.info("infer with %s (%s): %d conversations -> %s", stage.model_from, path, len(conversations), answers)
+    processes.wait_for_everyone()
     return {"stage": "infer", "status": "complete", "model": path, "answers": str(answers),
             "conversations": conversations, "generation": stats}

@@ -6,7 +6,9 @@ python -m r1pipeline stage=pipeline [experiment=pipeline_smoke] [run.dir=<dir> r
 copy of the root config whose `stage` is its own block, exactly as `stage=<name>` would compose it, so a stage
 behaves the same alone and in the pipeline. Every stage's config is validated, and every named input checked
 against the order, before the first one starts. With `run.resume=true` a stage whose manifest says complete is
-skipped and an interrupted one continues from its last checkpoint.
+skipped and an interrupted one continues from its last checkpoint. Under several processes every process runs the
+pipeline; each stage ends with all of them waiting for its complete manifest (r1pipeline/rundir.py), and the
+summary records each stage's wall time, device and number of processes.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 
 from omegaconf import DictConfig, open_dict
 
+from r1pipeline import processes
 from r1pipeline.config import stage_inputs, validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.rundir import is_complete, stage_dir, write_json
@@ -65,7 +68,8 @@ def run(cfg) -> dict:
         t = time.time()
         result = run_stage(sub)
         report[name] = {"status": result["status"], "wall_s": round(time.time() - t, 1),
-                        "outputs": result.get("outputs", {})}
+                        "outputs": result.get("outputs", {}), "device": str(processes.device()),
+                        "processes": processes.state().num_processes}
         write_json(out / "summary.json", {"stage": "pipeline", "order": list(cfg.stage.order), "stages": report})
     summary = {"stage": "pipeline", "status": "complete", "order": list(cfg.stage.order), "stages": report,
                "wall_s": round(time.time() - t0, 1)}

@@ -19,11 +19,9 @@ from r1pipeline.config import validate
 from r1pipeline.cot import RejectionFilter
 from r1pipeline.data import build_dataset, load_files
 from r1pipeline.errors import ConfigError
-from r1pipeline.generation import generate_with
-from r1pipeline.models import load_model, load_tokenizer
-from r1pipeline.rewards.text import prefill_text
+from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
-from r1pipeline.stages.cold_start import task_messages
+from r1pipeline.sampling import open_engine, sample, sft_row, task_messages
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
@@ -83,23 +81,16 @@ def check(cfg, columns: set[str]) -> None:
     check_verifier(cfg.stage.verify, columns)
 
 
-def sample_and_filter(cfg, model, tok, data, verifier) -> tuple[list[dict], dict, dict]:
+def sample_and_filter(cfg, engine, data, verifier) -> tuple[list[dict], dict, dict]:
     """k samples per prompt -> (kept rows, filter statistics, generation statistics)."""
     stage = cfg.stage
     prompts = [r["prompt"] for r in data]
-    gens = generate_with(model, tok, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, cfg.rollout)
+    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
     keep = RejectionFilter(stage.filters)
-    rows = []
-    for row, prompt, texts in zip(data, prompts, gens.texts):
-        task = task_messages(prompt)
-        scores = verifier.score([prompt] * len(texts), texts, [row] * len(texts))
-        for text, score in zip(texts, scores):
-            response = prefill_text(prompt) + text
-            if keep(task[-1]["content"], response, score):
-                rows.append({"messages": [*task, {"role": "assistant", "content": response}],
-                             "answer": row["answer"], "method": "rejection_sampling",
-                             "source_model": stage.model_from, "score": round(score, 4)})
-    return rows, keep.stats(), gens.stats
+    rows = [sft_row(row, s.response, "rejection_sampling", stage.model_from, s.score)
+            for row, samples in zip(data, sampled.per_prompt) for s in samples
+            if keep(task_messages(row["prompt"])[-1]["content"], s.response, s.score)]
+    return rows, keep.stats(), sampled.stats
 
 
 def run(cfg) -> dict:
@@ -111,8 +102,8 @@ def run(cfg) -> dict:
     check(cfg, set(data.column_names))
 
     def work(out):
-        tok, model = load_tokenizer(model_path), load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init)
-        rows, filtered, generation = sample_and_filter(cfg, model, tok, data, Verifier(stage.verify))
+        with open_engine(cfg, model_path, random_init) as engine:
+            rows, filtered, generation = sample_and_filter(cfg, engine, data, Verifier(stage.verify))
         log.info("rejection sampling kept %d of %d samples; dropped %s", filtered["kept"], filtered["samples"],
                  filtered["dropped"])
         if not rows:
@@ -121,7 +112,8 @@ def run(cfg) -> dict:
                               {"filter": filtered})
         extra = non_reasoning_rows(stage.non_reasoning, len(rows))
         dataset = out / "dataset.jsonl"
-        dataset.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+        if is_main_process():
+            dataset.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
         metrics = {"rows": len(rows) + len(extra), "reasoning_rows": len(rows), "non_reasoning_rows": len(extra),
                    "filter": filtered, "generation": generation}
         return {"outputs": {"dataset": str(dataset)}, "metrics": metrics}
