@@ -287,6 +287,7 @@ def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
     assert all(set(s["score"]) == set(s["given"]) == {"strict", "free"} for s in samples)
     for name in ("results.md", "stages.png", "manifest.json"):
         assert (run_dir / "eval" / name).is_file(), name
+    assert list((run_dir / "eval" / "swanlog").glob("run-*")), "eval results did not reach the tracker"
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is 2 + 2?\nName a colour.\n")

@@ -7,8 +7,9 @@ python -m r1pipeline stage=eval run.dir=<run> [stage.models=[base,sft2]] [stage.
 Writes results.md (one table: a row per model, a column group per benchmark, then a generation table), results.csv
 (a row per model and benchmark, every score with its interval bounds), samples.jsonl (every answer with both
 verification scores and the answers each reading found), stages.png (pass@1 per stage with its interval, strict
-and format-free, beside the reward curves of the RL stages) and curves.png (every training stage's curves). The
-metric definitions are in r1pipeline/evaluation.py, the benchmarks in r1pipeline/benchmarks.py.
+and format-free, beside the reward curves of the RL stages) and curves.png (every training stage's curves); sends
+the scores to the tracker (r1pipeline/tracking.py). The metric definitions are in r1pipeline/evaluation.py, the
+benchmarks in r1pipeline/benchmarks.py.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import csv
 import json
 import logging
 
-from r1pipeline import benchmarks
+from r1pipeline import benchmarks, tracking
 from r1pipeline.config import validate
 from r1pipeline.evaluation import READINGS, evaluate, score_columns
 from r1pipeline.plots import plot_stage_comparison, plot_stages
@@ -137,6 +138,7 @@ def run(cfg) -> dict:
         table = markdown_tables(rows, stage, benches)
         if is_main_process():
             write_outputs(out, rows, samples, table, cfg)
+            tracking.log_eval(cfg, out, rows, table)
         log.info("eval results:\n%s", table)
         metrics = {m: {r["dataset"]: {k: v for k, v in r.items() if k not in ("model", "dataset", "path")}
                        for r in rows if r["model"] == m} for m in names}
