@@ -1,6 +1,7 @@
-"""The pieces the later stages are built from (filters, readable rewrite, pass@1/maj@k, batched generation), and each
-stage alone on the tiny random model: cold start from a local Bespoke-Stratos copy, SFT1 with its loss mask,
-rejection sampling with its drop counts, eval, infer, and the hand-off errors."""
+"""The pieces the later stages are built from (filters, readable rewrite, batched generation), and each stage alone on
+the tiny random model: cold start from a local Bespoke-Stratos copy, SFT1 with its loss mask, rejection sampling with
+its drop counts, eval on two benchmarks (pass@1/maj@k math: tests/test_evaluation.py), infer, and the hand-off
+errors."""
 from __future__ import annotations
 
 import csv
