@@ -46,7 +46,8 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     p, z2 = successes / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at p = 0 (1) the lower (upper) bound is exactly 0 (1); rounding must not put it on the wrong side of p
+    return (0.0 if p <= 0 else max(0.0, min(p, centre - half)), 1.0 if p >= 1 else min(1.0, max(p, centre + half)))
 
 
 def bootstrap(values: list[float], resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:

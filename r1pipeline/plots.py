@@ -113,8 +113,8 @@ def score_panel(ax, models: list[str], series: dict[str, list[tuple]], title: st
         pts = [(i + shift, *p) for i, p in enumerate(points) if p is not None]
         if pts:
             x, v, lo, hi = zip(*pts)
-            ax.errorbar(x, v, yerr=[[a - b for a, b in zip(v, lo)], [b - a for a, b in zip(v, hi)]], marker="o",
-                        capsize=3, label=label)
+            below, above = [max(0.0, a - b) for a, b in zip(v, lo)], [max(0.0, b - a) for a, b in zip(v, hi)]
+            ax.errorbar(x, v, yerr=[below, above], marker="o", capsize=3, label=label)
     ax.set_xticks(range(len(models)), models, rotation=20)
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)

@@ -38,6 +38,25 @@ def test_wilson_bounds_are_where_the_score_test_sits_at_its_critical_value(succe
             assert abs(phat - p) / math.sqrt(p * (1 - p) / n) == pytest.approx(1.959963984540054)
 
 
+def test_wilson_bounds_always_hold_the_share_and_reach_0_and_1_exactly():
+    # 0 of 3 once gave a lower bound of 5.6e-17 (above the share: a negative error bar that matplotlib refuses)
+    for n in range(1, 301):
+        for successes in range(n + 1):
+            lo, hi = wilson(successes, n)
+            assert 0.0 <= lo <= successes / n <= hi <= 1.0, (successes, n)
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0, n
+
+
+def test_stages_png_draws_bounds_that_touch_the_value(tmp_path):
+    from r1pipeline.plots import plot_stages
+
+    rows = [fake_eval_row("base", "countdown", 0.0), fake_eval_row("sft2", "countdown", 0.5)]
+    rows[0].update({"greedy/strict_lo": 5.6e-17, "greedy/strict_hi": 0.66})  # a bound a rounding error off the value
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(f'{{"step": {i}, "reward": 0.5, "rewards/correct/mean": 0.25}}\n' for i in (1, 2)))
+    assert plot_stages(rows, {"r1_zero": metrics}, tmp_path / "stages.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bootstrap_is_reproducible_by_seed_and_contains_the_mean():
     shares = [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.0, 0.25, 0.75] * 5  # 50 prompts, k=4: mean 0.5
     a, b, c = bootstrap(shares, 2000, seed=0), bootstrap(shares, 2000, seed=0), bootstrap(shares, 2000, seed=1)
