@@ -37,8 +37,10 @@ PARAMS = {
     "overlong": {"max_completion_length": 64, "buffer_length": 16},
     "reasoning_gym": {},
     "language_consistency": {"language": "en"},
+    "code": {"timeout_s": 3.0, "cpu_s": 2, "memory_mb": 256, "workers": 2},
 }
 ROW = {"answer": "16", "nums": [3, 5, 2], "target": 16, "task": "countdown", "question": "",
+       "test_list": ["assert f(16) == 16"], "test_setup_code": "",
        "metadata": json.dumps({"numbers": [3, 5, 2], "target": 16})}
 SAMPLES = [f"{PREFILL} 3+5=8, 8*2=16</think><answer>(3 + 5) * 2</answer>",
            "</think><answer>16</answer>", "Step 1: 我们 add add add add</think><answer>3*5+2</answer>", ""]

@@ -23,7 +23,7 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
-_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier")  # modules whose import registers rewards
+_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "code")  # modules whose import registers rewards
 
 
 def register(name: str):
