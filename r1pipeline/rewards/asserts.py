@@ -72,8 +72,9 @@ def evaluable(node: ast.AST) -> bool:
     if isinstance(node, ast.BoolOp):
         return all(evaluable(v) for v in node.values)
     if isinstance(node, ast.Call):
-        return (call_name(node) in PURE_CALLS and all(evaluable(a) and not isinstance(a, ast.Starred) for a in node.args)
-                and all(k.arg is not None and evaluable(k.value) for k in node.keywords))
+        return (call_name(node) in PURE_CALLS and all(not isinstance(a, ast.Starred) for a in node.args)
+                and all(map(evaluable, node.args)) and all(k.arg is not None and evaluable(k.value)
+                                                            for k in node.keywords))
     return False
 
 

@@ -23,7 +23,7 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
-_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "code")  # modules whose import registers rewards
+_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "code", "judge")  # modules whose import registers rewards
 
 
 def register(name: str):
@@ -64,7 +64,8 @@ def required_columns(cls, spec: Mapping) -> list[str]:
     for col in getattr(cls, "required_columns", ()):
         if col in params:
             col = spec.get(col, params[col].default)
-        out.append(str(col))
+        if col is not None:  # an optional column parameter left unset
+            out.append(str(col))
     return out
 
 

@@ -34,7 +34,7 @@ PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 1, 8, 38
 CAP_DAC_READ_SEARCH = 2
 SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same number on every architecture)
 LL_READ = 1 | 4 | 8  # EXECUTE | READ_FILE | READ_DIR
-LL_FILE = 1 | 2 | 4 | (1 << 14) | (1 << 15)  # rights a rule on a single file may carry (EXECUTE, WRITE, READ, TRUNCATE, IOCTL)
+LL_FILE = 1 | 2 | 4 | (1 << 14) | (1 << 15)  # what a rule on a single file may grant: EXECUTE WRITE READ TRUNCATE IOCTL
 PLAIN = (int, float, complex, str, bytes, bool, type(None), list, tuple, dict, set, frozenset)
 MAX_REPR = 100_000
 
