@@ -129,12 +129,14 @@ def check_rollout(cfg) -> None:
 def validate(cfg) -> None:
     """All checks for the configured stage; raises ConfigError on the first problem."""
     from r1pipeline.models import check_model_path, check_quantization
+    from r1pipeline.monitor import check_alerts_config
     from r1pipeline.rewards import validate_reward_config
     from r1pipeline.stages import STAGES
 
     if cfg.stage.name not in STAGES:
         raise ConfigError(f"stage.name: {cfg.stage.name!r} is not a stage; choose one of {sorted(STAGES)}")
     check_inputs(cfg)
+    check_alerts_config(cfg.alerts)
     check_hardware(cfg)
     check_rollout(cfg)
     check_quantization(cfg.model, cfg.hardware.use_cpu)
