@@ -8,14 +8,15 @@
   log, `alerts/<name>: 1` in metrics.jsonl and the tracker, and an entry in the stage's summary.json. An alert fires
   when its condition starts to hold and again only after the condition has cleared.
 
-| alert | fires when (over the last `window` logs) | reads |
-|---|---|---|
-| `reward_flat` | max - min of the reward <= reward_flat_range | reward |
-| `reward_collapse` | the mean reward fell by more than reward_drop x the best mean so far (and by >= 0.1) | reward |
-| `zero_std_groups` | the mean share of groups with no reward variance >= zero_std_share | frac_reward_zero_std |
-| `entropy_collapse` | entropy <= entropy_ratio x its start (max of the first `window` logs), entropy_patience logs in a row | entropy |
-| `clipped_high` | the mean share of completions cut at max_completion_length >= clipped_share | completions/clipped_ratio |
-| `format_stuck` | from step format_after_steps on: format compliance's mean not above its first window's + format_min_gain | format_compliance |
+Rules, each judged over the last `window` logs:
+- `reward_flat`: max - min of `reward` <= reward_flat_range;
+- `reward_collapse`: the mean `reward` fell by more than reward_drop x the best mean so far (and by at least 0.1);
+- `zero_std_groups`: the mean of `frac_reward_zero_std` (groups whose completions all scored alike) >= zero_std_share;
+- `entropy_collapse`: `entropy` <= entropy_ratio x its start (the max of the first `window` logs), entropy_patience
+  logs in a row;
+- `clipped_high`: the mean of `completions/clipped_ratio` (cut at max_completion_length) >= clipped_share;
+- `format_stuck`: from step format_after_steps on, the mean `format_compliance` is not above its first window's mean
+  + format_min_gain.
 
 The rules are for GRPO stages. SFT stages get the system metrics and no alert rules (their entropy is meant to fall).
 """

@@ -171,9 +171,9 @@ def install_tripwires(read_paths: list, work: str) -> None:
             if not inside(path, (work,) if writing else readable):
                 trip("open " + repr(path) + (" for writing" if writing else ""))
         elif event in PATH_EVENTS:
+            roots = readable if event in ("os.listdir", "os.scandir") else (work,)
             for a in args:
-                if isinstance_(a, (str_, bytes, os.PathLike)) and not inside(a, (work,) if event != "os.listdir" and
-                                                                            event != "os.scandir" else readable):
+                if isinstance_(a, (str_, bytes, os.PathLike)) and not inside(a, roots):
                     trip(event + " " + repr(a))
 
     class Tripwire(dict):
