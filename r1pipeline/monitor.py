@@ -8,8 +8,9 @@
   log, `alerts/<name>: 1` in metrics.jsonl and the tracker, and an entry in the stage's summary.json. An alert fires
   when its condition starts to hold and again only after the condition has cleared.
 
-Rules, each judged over the last `window` logs:
-- `reward_flat`: max - min of `reward` <= reward_flat_range;
+Rules, each judged over the last `window` logs unless said otherwise:
+- `reward_flat`: max - min of `reward` over the last reward_flat_window logs <= reward_flat_range (a longer window:
+  with 8 discrete rewards a step, three equal means in a row happen by chance, as in the measured 32-token run);
 - `reward_collapse`: the mean `reward` fell by more than reward_drop x the best mean so far (and by at least 0.1);
 - `zero_std_groups`: the mean of `frac_reward_zero_std` (groups whose completions all scored alike) >= zero_std_share;
 - `entropy_collapse`: `entropy` <= entropy_ratio x its start (the max of the first `window` logs), entropy_patience
@@ -35,7 +36,7 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 THRESHOLDS = {  # field: (lowest, highest) allowed
-    "window": (1, 1000), "reward_flat_range": (0.0, math.inf), "reward_drop": (0.0, 1.0), "zero_std_share": (0.0, 1.0),
+    "window": (1, 1000), "reward_flat_window": (2, 1000), "reward_flat_range": (0.0, math.inf), "reward_drop": (0.0, 1.0), "zero_std_share": (0.0, 1.0),
     "entropy_ratio": (0.0, 1.0), "entropy_patience": (1, 1000), "clipped_share": (0.0, 1.0),
     "format_after_steps": (1, 10**9), "format_min_gain": (0.0, 1.0),
 }
@@ -48,7 +49,7 @@ def check_alerts_config(alerts: Mapping) -> None:
     for name, (low, high) in THRESHOLDS.items():
         value = alerts.get(name)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        whole = isinstance(low, int)  # window, entropy_patience, format_after_steps count logs or steps
+        whole = isinstance(low, int)  # windows, entropy_patience, format_after_steps count logs or steps
         if not number or not low <= value <= high or (whole and value != int(value)):
             raise ConfigError(f"alerts.{name}: must be {'an integer' if whole else 'a number'} in [{low}, {high}], "
                               f"got {value!r}; see the alerts block in conf/config.yaml")
@@ -90,8 +91,8 @@ class AlertMonitor:
         return values[-n:] if len(values) >= n else None
 
     def _reward_flat(self, step):
-        w = self._last("reward", self.t["window"])
-        if w and len(w) > 1 and max(w) - min(w) <= self.t["reward_flat_range"]:
+        w = self._last("reward", self.t["reward_flat_window"])
+        if w and max(w) - min(w) <= self.t["reward_flat_range"]:
             return f"reward flat at {w[-1]:.3f} over the last {len(w)} logs (range {max(w) - min(w):.4f})"
 
     def _reward_collapse(self, step):

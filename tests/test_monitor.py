@@ -19,6 +19,14 @@ DEFAULTS = dict(compose_cfg().alerts)
 MAIN_JOB = json.loads((Path(__file__).parent.parent / "bench/results/cpu_r1_zero_lr.json").read_text())
 MAIN_JOB = MAIN_JOB["curves"]["lr 5e-5 (new default)"]
 
+# `python -m r1pipeline tracking=none stage.trainer.max_completion_length=32 stage.trainer.max_steps=6` as measured
+# (2026-11-23, metrics.jsonl): every completion is `<answer>` from step 5 on.
+COLLAPSE_RUN = {"entropy": [0.7145, 0.9319, 0.8347, 0.6088, 0.0766, 0.0112],
+                "reward": [0.125, 0.125, 0.125, 0.1875, 0.25, 0.25],
+                "frac_reward_zero_std": [1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+                "completions/clipped_ratio": [0.5, 0.5, 0.25, 0.5, 0.0, 0.0],
+                "format_compliance": [0.0] * 6}
+
 
 def series(**columns) -> list[dict]:
     """Rows of logs from columns of equal length (None = key absent at that step)."""
@@ -28,10 +36,14 @@ def series(**columns) -> list[dict]:
 
 ALERT_CASES = [
     # (what, thresholds changed from conf/config.yaml, logs at steps 1..n, alerts as (step, name))
-    ("the r1_zero collapse onto '<answer>' (32-token completions): entropy 0.08 -> 0.01, every group alike", {},
-     series(entropy=[0.08, 0.07, 0.05, 0.03, 0.012, 0.01], reward=[0.125, 0.13, 0.125, 0.125, 0.125, 0.125],
-            frac_reward_zero_std=[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
-     [(5, "reward_flat"), (6, "zero_std_groups"), (6, "entropy_collapse")]),
+    ("the r1_zero collapse onto '<answer>' as measured (32-token completions, 6 steps): entropy 0.93 -> 0.011", {},
+     series(**COLLAPSE_RUN), [(6, "entropy_collapse")]),
+    ("the same run with a 3-log reward_flat window: a mean of 0.125 three times by chance (std 0.09) looks flat",
+     {"reward_flat_window": 3}, series(**COLLAPSE_RUN), [(3, "reward_flat"), (6, "entropy_collapse")]),
+    ("every group alike for three logs in a row", {},
+     series(frac_reward_zero_std=[0.0, 1.0, 1.0, 1.0]), [(4, "zero_std_groups")]),
+    ("a reward flat for five logs", {},
+     series(reward=[0.2, 0.125, 0.125, 0.125, 0.125, 0.125]), [(6, "reward_flat")]),
     ("the default main job as measured: noisy reward rising, format 0 -> 0.88", {},
      series(reward=MAIN_JOB["reward"], format_compliance=MAIN_JOB["rewards/format/mean"]), []),
     ("entropy sharpening to half its start is learning, not collapse", {},
@@ -87,6 +99,7 @@ def test_sft_stages_and_disabled_alerts_raise_nothing():
 CONFIG_ERRORS = [
     # (override, message)
     ("alerts.window=0", r"alerts\.window: must be an integer in \[1, 1000\], got 0"),
+    ("alerts.reward_flat_window=1", r"alerts\.reward_flat_window: must be an integer in \[2, 1000\], got 1"),
     ("alerts.entropy_ratio=1.5", r"alerts\.entropy_ratio: must be a number in \[0\.0, 1\.0\], got 1\.5"),
     ("alerts.entropy_patience=1.5", r"alerts\.entropy_patience: must be an integer"),
     ("alerts.enabled=maybe", r"alerts\.enabled: must be true or false"),
