@@ -154,7 +154,7 @@ def _system_part(logs: dict) -> str:
     """`r1pipeline.monitor.SystemMetrics`'s keys: process CPU and memory, GPU when there is one, throughput."""
     text = f"cpu {logs['system/cpu_percent']:.0f}% rss {logs['system/rss_gb']:.1f} GB"
     if "system/gpu_mem_gb" in logs:
-        text += f" gpu {logs['system/gpu_mem_gb']:.1f} GB"
+        text += f" gpu {logs['system/gpu_mem_gb']:.1f} GB (peak {logs.get('system/gpu_peak_mem_gb', 0.0):.1f})"
     if "system/gpu_util" in logs:
         text += f" {logs['system/gpu_util']:.0f}% util"
     if "system/samples_per_s" in logs:

@@ -2,7 +2,8 @@
 
 - `SystemMetrics` adds to each log: `system/cpu_percent` (this process, 100 = one core busy), `system/rss_gb`,
   `system/samples_per_s` (completions for GRPO, sequences for SFT) and, when a GPU is there, `system/gpu_mem_gb`
-  (peak allocated since the previous log) and `system/gpu_util` (%, when NVML can be read).
+  (allocated now), `system/gpu_peak_mem_gb` (peak so far) and `system/gpu_util` (%, when NVML can be read).
+  Under `accelerate launch` each process measures itself; metrics.jsonl and the tracker get the main process's.
 - `AlertMonitor` (pure: metric rows in, alerts out) checks the rules below after each log, with thresholds from the
   `alerts` block of conf/config.yaml. `TrainingAlerts` runs it inside training: each alert becomes a warning in the
   log, `alerts/<name>: 1` in metrics.jsonl and the tracker, and an entry in the stage's summary.json. An alert fires
@@ -36,8 +37,9 @@ from r1pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 THRESHOLDS = {  # field: (lowest, highest) allowed
-    "window": (1, 1000), "reward_flat_window": (2, 1000), "reward_flat_range": (0.0, math.inf), "reward_drop": (0.0, 1.0), "zero_std_share": (0.0, 1.0),
-    "entropy_ratio": (0.0, 1.0), "entropy_patience": (1, 1000), "clipped_share": (0.0, 1.0),
+    "window": (1, 1000), "reward_flat_window": (2, 1000), "reward_flat_range": (0.0, math.inf),
+    "reward_drop": (0.0, 1.0), "zero_std_share": (0.0, 1.0), "entropy_ratio": (0.0, 1.0), "entropy_patience": (1, 1000),
+    "clipped_share": (0.0, 1.0),
     "format_after_steps": (1, 10**9), "format_min_gain": (0.0, 1.0),
 }
 
@@ -157,11 +159,12 @@ class TrainingAlerts(TrainerCallback):
 
 
 def gpu_metrics(cuda) -> dict:
-    """Peak GPU memory allocated since the last call (GB) and utilisation (%, when NVML answers); {} without a GPU."""
+    """GPU memory allocated now and at its peak so far (GB; the peak is never reset, so the stage's final
+    `peak_gpu_mem_gb` stays whole-run) and utilisation (%, when NVML answers); {} without a GPU."""
     if not cuda.is_available():
         return {}
-    out = {"system/gpu_mem_gb": cuda.max_memory_allocated() / 1e9}
-    cuda.reset_peak_memory_stats()
+    out = {"system/gpu_mem_gb": cuda.memory_allocated() / 1e9,
+           "system/gpu_peak_mem_gb": cuda.max_memory_allocated() / 1e9}
     try:
         out["system/gpu_util"] = float(cuda.utilization())
     except Exception:  # noqa: BLE001 - NVML (pynvml) missing or unsupported: memory alone
@@ -205,7 +208,7 @@ class SystemMetrics(TrainerCallback):
         out = {}
         for key, values in self.seen.items():
             name = key.split("/", 1)[1]
-            peak = key in ("system/rss_gb", "system/gpu_mem_gb")
+            peak = key in ("system/rss_gb", "system/gpu_mem_gb", "system/gpu_peak_mem_gb")
             out[f"{'peak' if peak else 'mean'}_{name}"] = round(max(values) if peak else sum(values) / len(values), 3)
         return out
 

@@ -133,19 +133,19 @@ def test_system_metrics_report_cpu_memory_and_throughput():
 
 
 class FakeCuda:
-    """The three torch.cuda calls gpu_metrics makes, for a machine without a GPU (utilization needs NVML)."""
+    """The torch.cuda calls gpu_metrics makes, for a machine without a GPU (utilization needs NVML)."""
 
     def __init__(self, available, util=None):
-        self.available, self.util, self.resets = available, util, 0
+        self.available, self.util = available, util
 
     def is_available(self):
         return self.available
 
+    def memory_allocated(self):
+        return 1.25e9
+
     def max_memory_allocated(self):
         return 3.5e9
-
-    def reset_peak_memory_stats(self):
-        self.resets += 1
 
     def utilization(self):
         if self.util is None:
@@ -155,16 +155,17 @@ class FakeCuda:
 
 @pytest.mark.parametrize("cuda,expected", [
     (FakeCuda(False), {}),  # no GPU: nothing
-    (FakeCuda(True, util=87), {"system/gpu_mem_gb": 3.5, "system/gpu_util": 87.0}),
-    (FakeCuda(True), {"system/gpu_mem_gb": 3.5}),  # no NVML: memory alone
+    (FakeCuda(True, util=87), {"system/gpu_mem_gb": 1.25, "system/gpu_peak_mem_gb": 3.5, "system/gpu_util": 87.0}),
+    (FakeCuda(True), {"system/gpu_mem_gb": 1.25, "system/gpu_peak_mem_gb": 3.5}),  # no NVML: memory alone
 ])
 def test_gpu_metrics(cuda, expected):
-    assert gpu_metrics(cuda) == expected and cuda.resets == (1 if cuda.available else 0)
+    assert gpu_metrics(cuda) == expected
 
 
 def test_step_line_shows_system_metrics_and_alerts():
     logs = {"reward": 0.125, "reward_std": 0.0, "system/cpu_percent": 183.4, "system/rss_gb": 2.06,
-            "system/gpu_mem_gb": 3.5, "system/gpu_util": 87.0, "system/samples_per_s": 0.214,
+            "system/gpu_mem_gb": 1.25, "system/gpu_peak_mem_gb": 3.5, "system/gpu_util": 87.0,
+            "system/samples_per_s": 0.214,
             "alerts/entropy_collapse": 1.0}
-    assert format_step_line(logs, 6, 6) == ("step 6/6 | reward 0.125±0.00 | cpu 183% rss 2.1 GB gpu 3.5 GB 87% util "
+    assert format_step_line(logs, 6, 6) == ("step 6/6 | reward 0.125±0.00 | cpu 183% rss 2.1 GB gpu 1.2 GB (peak 3.5) 87% util "
                                             "0.21 samples/s | ALERT entropy_collapse")

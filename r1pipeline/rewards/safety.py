@@ -1,9 +1,9 @@
 """The wrapper every configured reward runs inside: it never lets a reward crash training.
 
 An exception inside a reward scores 0.0 for the batch's affected completions, is counted in the metric
-`rewards/<name>/errors`, and the offending sample is written to the run's log. A reward that handles its own
-failures (the code sandbox, the judge) lists them in `take_errors()`; they are counted and logged the same way. Non-finite scores become 0.0 and
-are counted the same way. Per-batch min/max are reported through TRL's `log_metric` hook (TRL itself logs each
+`rewards/<name>/errors`, and the offending sample is written to the run's log. Non-finite scores become 0.0 and
+are counted the same way, and so are the failures a reward handles itself (the code sandbox, the judge) and lists in
+`take_errors()`. Per-batch min/max are reported through TRL's `log_metric` hook (TRL itself logs each
 reward's mean and std); the first reward of a mix also reports `format_compliance`, the share of completions in the
 strict think/answer format, whatever rewards the mix holds.
 """
