@@ -3,6 +3,7 @@ callback, and the step line."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -119,15 +120,18 @@ def test_system_metrics_report_cpu_memory_and_throughput():
     metrics = SystemMetrics()
     args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=2, world_size=1)
     state = SimpleNamespace(global_step=0)
+    before, t0 = os.times(), time.monotonic()
     metrics.on_train_begin(args, state, None)
     deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:  # a busy step: ~100% of one core
+    while time.monotonic() < deadline:  # a busy step: up to one core, less on a loaded machine
         pass
     state.global_step = 3
     logs = {"loss": 1.0}
     metrics.on_log(args, state, None, logs=logs)
+    after, t1 = os.times(), time.monotonic()
+    busy = 100 * (after.user + after.system - before.user - before.system) / (t1 - t0)  # this process's CPU %
     assert set(logs) >= {"loss", "system/cpu_percent", "system/rss_gb", "system/samples_per_s"}
-    assert 20 < logs["system/cpu_percent"] <= 200 and 0.05 < logs["system/rss_gb"] < 64
+    assert abs(logs["system/cpu_percent"] - busy) < 15 and 0.05 < logs["system/rss_gb"] < 64
     assert 3 * 16 / 1.0 < logs["system/samples_per_s"] < 3 * 16 / 0.25  # 48 samples in ~0.3 s
     assert set(metrics.report()) >= {"mean_cpu_percent", "peak_rss_gb", "mean_samples_per_s"}
 
