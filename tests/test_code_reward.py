@@ -182,7 +182,7 @@ def test_no_program_scores_zero_without_running_anything(clean_afterwards):
 HOSTILE = [
     # (what it does, program, errors it may be reported as, text of the reason, seconds it may take)
     ("infinite loop", "while True:\n    pass", {"timeout"}, "", 6),
-    ("CPU burn under a long wall clock", "while True:\n    pass", {"cpu", "killed"}, "", 8),
+    ("CPU burn under a long wall clock", "while True:\n    pass", {"cpu", "killed"}, "", 20),  # 2 CPU-s, any load
     ("fork bomb", "import os\nwhile True:\n    os.fork()", {"violation"}, "forbidden: os.fork", 3),
     ("multiprocessing", "import multiprocessing\nmultiprocessing.Process(target=print).start()", {"violation"},
      "forbidden: ", 3),
@@ -212,7 +212,9 @@ def test_hostile_programs_score_zero_and_count_an_error(what, program, kinds, re
     secret, outside = tmp_path / "secret.txt", tmp_path / "outside.txt"
     secret.write_text("token")
     outside.write_text("keep me")
-    reward = CodeReward(**(dict(FAST, timeout_s=20.0, cpu_s=1) if what.startswith("CPU burn") else FAST))
+    limits = {"infinite loop": dict(timeout_s=2.0, cpu_s=10), "CPU burn under a long wall clock":
+              dict(timeout_s=20.0, cpu_s=1)}.get(what, {})  # only one of the two clocks can fire
+    reward = CodeReward(**{**FAST, **limits})
     t0 = time.monotonic()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         program = program.format(outside=str(outside), secret=str(secret), port=listener.getsockname()[1],
@@ -294,8 +296,8 @@ def test_kernel_layers_hold_without_the_tripwires(layer, program, expected, show
 def test_code_reward_config_errors_name_the_field():
     with pytest.raises(ConfigError, match=r"reward.code: workers must be a positive integer"):
         validate_reward_config({"code": {"workers": 0}})
-    with pytest.raises(ConfigError, match=r"reward.code: cpu_s \(30\) must be below timeout_s \+ 1"):
-        validate_reward_config({"code": {"cpu_s": 30, "timeout_s": 10.0}})
+    with pytest.raises(ConfigError, match=r"reward.code: memory_mb must be a number > 0, got 0"):
+        validate_reward_config({"code": {"memory_mb": 0}})
     with pytest.raises(ConfigError, match=r"needs dataset column\(s\) \['test_list'\]"):
         validate_reward_config({"code": {}}, {"prompt", "answer"})
 

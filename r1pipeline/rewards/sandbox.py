@@ -47,11 +47,9 @@ class Limits:
 
     def check(self) -> None:
         for f in dataclasses.fields(self):
-            if not getattr(self, f.name) > 0:
-                raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)!r}")
-        if self.cpu_s >= self.timeout_s + 1:
-            raise ValueError(f"cpu_s ({self.cpu_s}) must be below timeout_s + 1 ({self.timeout_s + 1}); the wall "
-                             f"clock would always fire first")
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{f.name} must be a number > 0, got {value!r}")
 
 
 @dataclasses.dataclass
