@@ -15,7 +15,8 @@ from r1pipeline.plots import summarize_metrics
 from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
-from r1pipeline.rundir import execute_stage, input_model, is_main_process
+from r1pipeline.processes import is_main_process
+from r1pipeline.rundir import execute_stage, input_model
 from r1pipeline.tracking import tracking_callbacks
 from r1pipeline.training import common_args, train_and_save
 
