@@ -142,7 +142,24 @@ def format_step_line(logs: dict, step: int, max_steps: int) -> str:
                      f"({100 * logs.get('rollout/share_of_bound', 0.0):.1f}% of bandwidth bound)")
     if "step_time" in logs:
         parts.append(f"{logs['step_time']:.1f} s/step")
+    if "system/cpu_percent" in logs:
+        parts.append(_system_part(logs))
+    alerts = [k.split("/", 1)[1] for k in logs if k.startswith("alerts/")]
+    if alerts:
+        parts.append("ALERT " + ", ".join(alerts))
     return " | ".join(parts)
+
+
+def _system_part(logs: dict) -> str:
+    """`r1pipeline.monitor.SystemMetrics`'s keys: process CPU and memory, GPU when there is one, throughput."""
+    text = f"cpu {logs['system/cpu_percent']:.0f}% rss {logs['system/rss_gb']:.1f} GB"
+    if "system/gpu_mem_gb" in logs:
+        text += f" gpu {logs['system/gpu_mem_gb']:.1f} GB (peak {logs.get('system/gpu_peak_mem_gb', 0.0):.1f})"
+    if "system/gpu_util" in logs:
+        text += f" {logs['system/gpu_util']:.0f}% util"
+    if "system/samples_per_s" in logs:
+        text += f" {logs['system/samples_per_s']:.2f} samples/s"
+    return text
 
 
 class ReadableProgress(ProgressCallback):

@@ -196,6 +196,7 @@ def validate(cfg, devices: bool = True) -> None:
     """All checks for the configured stage; raises ConfigError on the first problem. `devices=False` skips what
     depends on this machine's GPUs (a Slurm submission: the job's nodes have them, and its workers check)."""
     from r1pipeline.models import check_model_path, check_quantization
+    from r1pipeline.monitor import check_alerts_config
     from r1pipeline.rewards import validate_reward_config
     from r1pipeline.stages import STAGES
 
@@ -204,6 +205,7 @@ def validate(cfg, devices: bool = True) -> None:
     check_inputs(cfg)
     check_training_split(cfg)
     check_launcher(cfg)
+    check_alerts_config(cfg.alerts)
     if devices:
         check_hardware(cfg)
     check_rollout(cfg, devices)

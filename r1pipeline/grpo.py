@@ -10,11 +10,12 @@ import torch
 from r1pipeline import callbacks as cb
 from r1pipeline.data import build_dataset
 from r1pipeline.models import load_model, load_tokenizer, peft_config
+from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
-from r1pipeline.processes import is_main_process
 from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
+from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model
 from r1pipeline.tracking import tracking_callbacks
 from r1pipeline.training import common_args, train_and_save
@@ -71,14 +72,15 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
                                     args=args, train_dataset=data["train"],
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)
-    cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"),
+    monitor = StageMonitor(cfg.alerts, kind="grpo")
+    cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
     outputs = train_and_save(trainer, tok, cfg, out, "rewards.png", (model_path, random_init))
     peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
     return {"outputs": outputs, "steps": trainer.state.global_step, "peak_gpu_mem_gb": peak,
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"),
-            "reward_errors": {f.name: f.errors for f in funcs}}
+            "reward_errors": {f.name: f.errors for f in funcs}, **monitor.report()}
 
 
 def audit_rewards(cfg, train) -> dict | None:

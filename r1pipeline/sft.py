@@ -17,6 +17,7 @@ from datasets import Dataset
 from r1pipeline import callbacks as cb
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
+from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.rundir import execute_stage, input_model, resolve_stage_output
 from r1pipeline.tracking import tracking_callbacks
@@ -61,11 +62,12 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
 
     trainer = SFTTrainer(model=model, processing_class=tok, args=args, train_dataset=data,
                          peft_config=peft_config(cfg.model))
-    cb.install(trainer, [cb.StepTimer(), cb.JsonlMetrics(out / "metrics.jsonl"), cb.ReadableProgress(),
-                         *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
+    monitor = StageMonitor(cfg.alerts, kind="sft")
+    cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
+                         cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
     outputs = train_and_save(trainer, tok, cfg, out, "loss.png", (model_path, random_init))
     return {"outputs": outputs, "steps": trainer.state.global_step, "examples": len(data),
-            "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl")}
+            "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"), **monitor.report()}
 
 
 def run_sft_stage(cfg) -> dict:

@@ -36,12 +36,14 @@ def test_r1_zero_writes_every_artifact_and_learns(tiny_cfg):
                  "rewards.png", "model/config.json", "model/model.safetensors", "model/tokenizer.json"):
         assert (out / name).is_file(), name
     assert summary["status"] == "complete" and summary["steps"] == 2
+    assert isinstance(summary["alerts"], list) and summary["system"]["peak_rss_gb"] > 0
 
     metrics = [r for r in _rows(out / "metrics.jsonl") if "reward" in r]
     assert [r["step"] for r in metrics] == [1, 2]
     for row in metrics:
         for key in ("reward", "rewards/format/mean", "rewards/correct/mean", "rewards/test_length/mean",
-                    "completions/mean_length", "step_time", "rewards/format/errors"):
+                    "completions/mean_length", "step_time", "rewards/format/errors", "system/cpu_percent",
+                    "system/rss_gb", "system/samples_per_s"):
             assert key in row and math.isfinite(row[key]), key
         assert 0.0 <= row["rewards/format/mean"] <= 1.0
 

@@ -69,8 +69,10 @@ def test_no_default_mix_pays_for_a_hack(tmp_path, name, stage):
     report = audit_mix(mix, rows, TABLE, solution)
     assert report["paid"] == [] and report["skipped"] == {}
     countdown = "nums" in rows[0]
-    assert set(report["tried"]) == {h.name for h in TABLE} - (set() if countdown else
-                                                                {"number_reused", "target_restated_after_wrong_expression"})
+    not_tried = set() if countdown else {"number_reused", "target_restated_after_wrong_expression"}
+    if not any(any(ch.isdigit() for ch in r["prompt"][-1]["content"] + str(r["prompt"])) for r in rows):
+        not_tried.add("prompt_number")  # e.g. bf: no number in the prompt to copy
+    assert set(report["tried"]) == {h.name for h in TABLE} - not_tried
     # not vacuous: the mix's correctness reward pays the honest answer in R1 format on every row
     correct = {f.name: f for f in build_rewards(mix)[0]}["correct"]
     honest = [completion_for(r["prompt"], r1(solution(r))) for r in rows]

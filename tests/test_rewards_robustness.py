@@ -39,8 +39,11 @@ PARAMS = {
     "reasoning_gym": {},
     "language_consistency": {"language": "en"},
     "correct": {"checks": ["countdown", "reasoning_gym", {"accuracy": {"timeout_s": 3.0}}], "answer_from": "anywhere"},
+    "code": {"timeout_s": 3.0, "cpu_s": 2, "memory_mb": 256, "workers": 2},
+    "judge": {"url": "http://127.0.0.1:9/v1", "model": "judge", "timeout_s": 1.0, "retries": 0},  # nothing listens
 }
 ROW = {"answer": "16", "nums": [3, 5, 2], "target": 16, "task": "countdown", "question": "",
+       "test_list": ["assert f(16) == 16"], "test_setup_code": "",
        "metadata": json.dumps({"numbers": [3, 5, 2], "target": 16})}
 SAMPLES = [f"{PREFILL} 3+5=8, 8*2=16</think><answer>(3 + 5) * 2</answer>",
            "</think><answer>16</answer>", "Step 1: 我们 add add add add</think><answer>3*5+2</answer>", ""]

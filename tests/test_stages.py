@@ -165,6 +165,7 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
         assert (out / name).is_file(), name
     assert summary["steps"] == 2 and summary["inputs"]["dataset"].endswith("cold_start/dataset.jsonl")
     assert set(summary["metrics"]) >= {"loss", "mean_token_accuracy"}
+    assert summary["alerts"] == [] and summary["system"]["peak_rss_gb"] > 0  # SFT: system metrics, no RL alerts
 
     # The labels TRL builds from our rows: prompt tokens masked, the assistant turn (and its end token) trained.
     from trl import SFTTrainer

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
 RESERVED = ("audit",)  # mix keys that are not rewards: `audit: false` skips the pre-training reward-hacking audit
-_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "correct")  # modules whose import registers rewards
+_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "correct", "code",
+            "judge")  # modules whose import registers rewards
 
 
 def register(name: str):
@@ -84,7 +85,8 @@ def required_columns(cls, spec: Mapping) -> list[str]:
     for col in getattr(cls, "required_columns", ()):
         if col in params:
             col = spec.get(col, params[col].default)
-        out.append(str(col))
+        if col is not None:  # an optional column parameter left unset
+            out.append(str(col))
     nested = getattr(cls, "nested_checks", None)
     for name, sub in as_mix(spec.get(nested) if nested else None).items():
         out += required_columns(REWARDS[name], {k: v for k, v in sub.items() if k != "weight"})

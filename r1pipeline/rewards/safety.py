@@ -2,7 +2,8 @@
 
 An exception inside a reward scores 0.0 for the batch's affected completions, is counted in the metric
 `rewards/<name>/errors`, and the offending sample is written to the run's log. Non-finite scores become 0.0 and
-are counted the same way. Per-batch min/max are reported through TRL's `log_metric` hook (TRL itself logs each
+are counted the same way, and so are the failures a reward handles itself (the code sandbox, the judge) and lists in
+`take_errors()`. Per-batch min/max are reported through TRL's `log_metric` hook (TRL itself logs each
 reward's mean and std); the first reward of a mix also reports `format_compliance`, the share of completions in the
 strict think/answer format, whatever rewards the mix holds.
 """
@@ -35,7 +36,17 @@ class SafeReward:
 
     def _one(self, i, completions, prompts, kwargs):
         sub = {k: [v[i]] if isinstance(v, list) and len(v) == len(completions) else v for k, v in kwargs.items()}
-        return self.reward([completions[i]], prompts=[prompts[i]] if prompts else None, **sub)[0]
+        score = self.reward([completions[i]], prompts=[prompts[i]] if prompts else None, **sub)[0]
+        self._count_absorbed(completions, offset=i)
+        return score
+
+    def _count_absorbed(self, completions, offset: int = 0) -> None:
+        """Count the failures a reward handled itself (a sandboxed program stopped, a judge that did not answer):
+        it scored them 0.0 or None and lists them in `take_errors()`."""
+        for j, reason in getattr(self.reward, "take_errors", list)():
+            self.errors += 1
+            log.warning("reward %s: %s on completion %r", self.name, reason,
+                        completion_text(completions[offset + j])[:500])
 
     def __call__(self, completions, prompts=None, **kwargs) -> list[float | None]:
         log_metric = kwargs.pop("log_metric", None)
@@ -43,6 +54,7 @@ class SafeReward:
         errors_before = self.errors
         try:
             scores = list(self.reward(completions, prompts=prompts, **kwargs))
+            self._count_absorbed(completions)
             if len(scores) != len(completions):
                 raise ValueError(f"returned {len(scores)} scores for {len(completions)} completions")
         except Exception:  # noqa: BLE001 - find the offending sample(s) one by one
