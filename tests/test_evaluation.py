@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_cfg, fake_eval_row
+from r1pipeline.benchmarks import check, dataset_names
 from r1pipeline.errors import ConfigError
 from r1pipeline.evaluation import bootstrap, interval, score_pass, wilson
 from r1pipeline.sampling import Sample
@@ -189,6 +190,12 @@ def test_the_pipeline_checks_its_eval_benchmarks_before_the_first_stage_trains(t
     with pytest.raises(ConfigError, match=r"^stage\.datasets: 'countdwn' is not a dataset config"):
         run_stage(cfg)
     assert not (tmp_path / "run" / "r1_zero").exists()
+
+
+@pytest.mark.parametrize("name", dataset_names())
+def test_every_dataset_config_can_be_an_eval_benchmark(name):
+    # its name composes and its declared check reads answers both strictly and format-free (config only, no data)
+    check(compose_cfg(["stage=eval", "dataset=countdown", f"stage.datasets=[{name}]"]))
 
 
 def test_each_benchmark_is_verified_by_its_own_check_unless_one_is_set():
