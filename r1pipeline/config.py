@@ -103,6 +103,27 @@ def check_training_split(cfg) -> None:
                           f"dataset={cfg.dataset.name} with stage=eval")
 
 
+def check_eval(cfg) -> None:
+    """Eval scores something (a greedy pass, k samples, or both), with a usable bootstrap, on benchmarks that compose
+    and whose check reads answers strictly and format-free (r1pipeline/benchmarks.py)."""
+    from r1pipeline.benchmarks import check
+
+    s = cfg.stage
+    if not isinstance(s.k, int) or s.k < 0:
+        raise ConfigError(f"stage.k: {s.k!r} must be a number of samples per prompt, 0 (no sampling) or more")
+    if not isinstance(s.greedy, bool):
+        raise ConfigError(f"stage.greedy: {s.greedy!r} must be true or false")
+    if s.k == 0 and not s.greedy:
+        raise ConfigError("stage.k: 0 with stage.greedy=false leaves nothing to score; set stage.greedy=true (one "
+                          "greedy answer per prompt) or stage.k to 1 or more (sampled answers per prompt)")
+    if not isinstance(s.num_prompts, int) or s.num_prompts < 1:
+        raise ConfigError(f"stage.num_prompts: {s.num_prompts!r} must be at least 1")
+    if not isinstance(s.bootstrap.resamples, int) or s.bootstrap.resamples < 100:
+        raise ConfigError(f"stage.bootstrap.resamples: {s.bootstrap.resamples!r} is too few for a 95% interval; "
+                          f"use 1000 or more (2000 is the default)")
+    check(cfg)
+
+
 def check_hardware(cfg) -> None:
     """GPU profiles need that many CUDA GPUs on this machine; say which profile fits instead."""
     import torch
@@ -197,3 +218,5 @@ def validate(cfg, devices: bool = True) -> None:
         validate_reward_config(cfg.stage.get("rewards") or cfg.reward, where=field)
     if cfg.stage.name in SFT_STAGES:
         check_sft(cfg)
+    if cfg.stage.name == "eval":
+        check_eval(cfg)

@@ -44,7 +44,7 @@ class Sample:
     text: str              # what the model generated after the prompt and its prefill
     response: str          # prefill + text: the assistant turn as a reader sees it
     tokens: int            # new tokens, up to and including the end-of-turn token
-    score: float | None    # verification score (None without a verifier)
+    score: float | dict | None  # verification score; {reading: score} with verify.Verifiers; None without one
     process: int           # the process that sampled it
 
 

@@ -3,8 +3,9 @@
 `python -m r1pipeline -m stage=r1_zero reward=r1_zero,countdown` runs every job in its own directory under
 `outputs/multirun/<date>/<time with microseconds>/<num>_<overrides>`. The CLI catches a job's failure and writes
 `job.json` (status, overrides, error) so the other jobs go on; `SweepSummary` (a Hydra callback configured in
-conf/config.yaml) reads every job's `job.json` and stage `summary.json` and writes `summary.md` and `summary.csv`
-in the sweep directory, prints the table, and exits non-zero when a job failed.
+conf/config.yaml) reads every job's `job.json`, its stage's `summary.json` and, where the job evaluated (`stage=eval`,
+or a pipeline ending with eval), `eval/summary.json`, and writes `summary.md` and `summary.csv` in the sweep
+directory, prints the table, and exits non-zero when a job failed.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from hydra.experimental.callback import Callback
 log = logging.getLogger(__name__)
 JOB_STATUS = "job.json"
 FIXED_COLUMNS = ["job", "overrides", "status", "reward", "format_compliance"]
-TAIL_COLUMNS = ["eval_score", "steps", "wall_s", "error"]
+TAIL_COLUMNS = ["eval_score", "eval_score_free", "steps", "wall_s", "error"]
 
 
 def short_dirname(override_dirname: str, limit: int = 120) -> str:
@@ -51,19 +52,24 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _run_dir(job: dict, job_dir: Path) -> Path:
+    return Path(job.get("run_dir") or job_dir)
+
+
 def _stage_summary(job: dict, job_dir: Path) -> dict:
-    run_dir = Path(job.get("run_dir") or job_dir)
+    run_dir = _run_dir(job, job_dir)
     for path in (run_dir / str(job.get("stage")) / "summary.json", run_dir / "summary.json"):
         if path.is_file():
             return _read_json(path)
     return {}
 
 
-def _eval_score(summary: dict):
-    score = summary.get("eval_score")
-    if score is None and isinstance(summary.get("eval"), dict):
-        score = summary["eval"].get("score", summary["eval"].get("accuracy"))
-    return score
+def eval_scores(job: dict, job_dir: Path) -> dict:
+    """The job's eval score, strict and format-free: what its eval stage wrote into its summary (`eval_score`,
+    `eval_score_free`: the last model's pass@1 on the first benchmark), whether the job ran `stage=eval` or a
+    pipeline that ends with eval. Blank for a job without an eval."""
+    summary = _read_json(_run_dir(job, job_dir) / "eval" / "summary.json")
+    return {"eval_score": summary.get("eval_score"), "eval_score_free": summary.get("eval_score_free")}
 
 
 def job_row(job_dir: Path) -> dict:
@@ -82,7 +88,7 @@ def job_row(job_dir: Path) -> dict:
 
     row = {"job": job_dir.name.split("_", 1)[0], "overrides": list(job.get("overrides", [])),
            "status": job.get("status", "unknown (no job.json: killed?)"), "reward": last("reward"),
-           "format_compliance": last(fmt), "eval_score": _eval_score(summary),
+           "format_compliance": last(fmt), **eval_scores(job, job_dir),
            "steps": summary.get("steps"), "wall_s": summary.get("wall_s"), "error": job.get("error") or ""}
     for key in metrics:
         if key.startswith("rewards/") and key.endswith("/mean"):

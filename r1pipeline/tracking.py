@@ -7,6 +7,9 @@
 - `tensorboard`: the same metrics and samples as TensorBoard event files in `<stage dir>/tensorboard/`.
 - `none`: only the run directory's own files.
 
+The eval stage sends its scores the same way (`log_eval`): each score of each model and benchmark as a scalar, the
+model's place in the table as the step (base = 0, then the stages in pipeline order), and the results table as text.
+
 One tracker run per job, on the world's main process only. Every tracker callback is wrapped in `GuardedCallback`,
 and `finish_tracking` runs in a `finally`, so offline logs are closed cleanly even when training fails.
 """
@@ -96,9 +99,9 @@ def swanlab_mode(cfg) -> str:
     return os.environ.get("SWANLAB_MODE") or cfg.tracking.mode
 
 
-def _swanlab(cfg, stage_dir: Path) -> list[TrainerCallback]:
+def _swanlab_init(cfg, stage_dir: Path) -> None:
+    """One SwanLab run for this stage, logging into <stage dir>/swanlog (offline unless the mode says cloud)."""
     import swanlab
-    from transformers.integrations import SwanLabCallback
 
     mode, logdir = swanlab_mode(cfg), str(stage_dir / "swanlog")
     kwargs = {"project": cfg.tracking.project, "experiment_name": f"{Path(cfg.run.dir).name}/{cfg.stage.name}",
@@ -109,6 +112,13 @@ def _swanlab(cfg, stage_dir: Path) -> list[TrainerCallback]:
         log.warning("swanlab.init(mode=%s) failed (%s: %s); logging offline to %s, upload later with swanlab sync",
                     mode, type(exc).__name__, exc, logdir)
         swanlab.init(mode="offline", **kwargs)
+
+
+def _swanlab(cfg, stage_dir: Path) -> list[TrainerCallback]:
+    import swanlab
+    from transformers.integrations import SwanLabCallback
+
+    _swanlab_init(cfg, stage_dir)
 
     def log_text(texts, step):
         swanlab.log({"samples": [swanlab.Text(t, caption=f"sample {i}") for i, t in enumerate(texts)]}, step=step)
@@ -143,3 +153,53 @@ def finish_tracking(cfg, error: BaseException | None = None) -> None:
                 swanlab.finish(state="crashed", error=f"{type(error).__name__}: {error}")
     except Exception as exc:  # noqa: BLE001
         log.warning("swanlab.finish failed: %s", exc)
+
+
+def eval_scalars(rows: list[dict]) -> list[tuple[int, dict]]:
+    """(step, {"<benchmark>/<score>": value}) per model of eval's rows, in table order: every score without its
+    interval bounds, and the mean length."""
+    from r1pipeline.evaluation import score_columns
+
+    keys = [k for k in score_columns() if not k.endswith(("_lo", "_hi"))] + ["mean_length"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    return [(step, {f"{r['dataset']}/{k}": float(r[k]) for r in rows if r["model"] == model for k in keys if k in r})
+            for step, model in enumerate(models)]
+
+
+def log_eval(cfg, stage_dir: Path, rows: list[dict], table: str) -> None:
+    """Eval's results to the configured tracker (call it on the main process); a failure is logged, never raised."""
+    backend = cfg.tracking.backend
+    if backend == "none":
+        return
+    steps = ", ".join(f"{s} = {m}" for s, m in enumerate(dict.fromkeys(r["model"] for r in rows)))
+    try:
+        {"swanlab": _swanlab_eval, "tensorboard": _tensorboard_eval}[backend](
+            cfg, Path(stage_dir), eval_scalars(rows), f"steps: {steps}\n\n{table}")
+    except Exception as exc:  # noqa: BLE001 - the results are in results.md/.csv whatever the tracker does
+        log.warning("tracker %s could not take the eval results (%s: %s); they are in results.md and results.csv",
+                    backend, type(exc).__name__, exc)
+
+
+def _swanlab_eval(cfg, stage_dir: Path, scalars: list[tuple[int, dict]], table: str) -> None:
+    import swanlab
+
+    _swanlab_init(cfg, stage_dir)
+    try:
+        for step, values in scalars:
+            swanlab.log(values, step=step)
+        swanlab.log({"results": swanlab.Text(table, caption="eval results")})
+    finally:
+        swanlab.finish()
+
+
+def _tensorboard_eval(cfg, stage_dir: Path, scalars: list[tuple[int, dict]], table: str) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(stage_dir / "tensorboard"))
+    try:
+        for step, values in scalars:
+            for tag, value in values.items():
+                writer.add_scalar(tag, value, global_step=step)
+        writer.add_text("results", table)
+    finally:
+        writer.close()

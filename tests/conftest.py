@@ -80,6 +80,20 @@ def compose_cfg(overrides=(), run_dir=None):
     return cfg
 
 
+def fake_eval_row(model, dataset, base):
+    """A fabricated row of eval's results (r1pipeline/stages/eval.py): every score `base` (+0.1 for free) with an
+    interval of +-0.05."""
+    from r1pipeline.evaluation import score_columns
+
+    row = {"model": model, "dataset": dataset, "path": f"/runs/{model}", "prompts": 4, "k": 2, "mean_length": 12.5,
+           "tokens_per_s": 30.0, "bound_tokens_per_s": 900.0}
+    for key in score_columns():
+        if not key.endswith(("_lo", "_hi")):
+            v = base + (0.1 if key.endswith("free") else 0.0)
+            row.update({key: v, f"{key}_lo": v - 0.05, f"{key}_hi": v + 0.05})
+    return row
+
+
 @pytest.fixture(scope="session")
 def embedded_model_dir():
     """The embedded SmolLM2 checkpoint, materialized once per machine (~30 s the first time)."""

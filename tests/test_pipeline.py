@@ -41,14 +41,14 @@ def test_pipeline_runs_every_stage_and_ends_with_the_eval_table(pipeline_run):
     # the stage-specific reward mix stayed with its stage
     assert _manifest(run_dir, "reasoning_rl")["config"]["stage"]["name"] == "reasoning_rl"
 
-    table = summary["table"].splitlines()
-    assert table[0] == ("| model | pass@1 | maj@2 | mean score | mean length (tokens) | tokens/s | "
-                        "bandwidth-bound tokens/s |")
-    assert [line.split("|")[1].strip() for line in table[2:]] == ["base", "r1_zero", "sft1", "reasoning_rl", "sft2"]
+    scores = summary["table"].split("\n\n")[1].splitlines()
+    assert scores[0] == ("| model | greedy pass@1 strict | greedy pass@1 free | pass@1 (k=2) strict | "
+                         "pass@1 (k=2) free | maj@2 strict | maj@2 free |")
+    assert [line.split("|")[1].strip() for line in scores[2:]] == ["base", "r1_zero", "sft1", "reasoning_rl", "sft2"]
     metrics = _manifest(run_dir, "eval")["metrics"]
-    assert all(0 <= m["pass@1"] <= 1 and 0 <= m["maj@k"] <= 1 and math.isfinite(m["mean_length"])
-               for m in metrics.values())
-    for name in ("results.csv", "scores.png", "curves.png"):
+    assert all(0 <= m["countdown"][k] <= 1 for m in metrics.values() for k in ("greedy/strict", "maj@k/free"))
+    assert all(math.isfinite(m["countdown"]["mean_length"]) for m in metrics.values())
+    for name in ("results.csv", "stages.png", "curves.png"):
         assert (run_dir / "eval" / name).is_file(), name
     rs = _manifest(run_dir, "rejection_sampling")["metrics"]
     assert rs["filter"]["samples"] == 4 and rs["rows"] == rs["reasoning_rows"] + rs["non_reasoning_rows"]

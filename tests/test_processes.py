@@ -95,10 +95,13 @@ def test_a_generating_stage_samples_on_the_decided_device(cuda_reported, monkeyp
                        "dataset.test_size=4"], run_dir=tmp_path / "run")
     summary = run_stage(cfg)
     cuda0 = torch.device("cuda", 0)
-    assert moved == [("model", cuda0), ("inputs", cuda0), ("inputs", cuda0)]  # the model once, then two batches
-    assert summary["generation"]["base"]["per_process"] == [
-        {"process": 0, "device": "cuda:0", "batches": 2, "sequences": 4,
-         "new_tokens": summary["generation"]["base"]["new_tokens"], "wall_s": summary["generation"]["base"]["wall_s"]}]
+    # the model once, then one greedy batch (2 prompts) and two sampled batches (2 prompts x 2)
+    assert moved == [("model", cuda0), ("inputs", cuda0), ("inputs", cuda0), ("inputs", cuda0)]
+    passes = summary["generation"]["base"]["countdown"]
+    for name, batches, sequences in (("greedy", 1, 2), ("sampled", 2, 4)):
+        assert passes[name]["per_process"] == [
+            {"process": 0, "device": "cuda:0", "batches": batches, "sequences": sequences,
+             "new_tokens": passes[name]["new_tokens"], "wall_s": passes[name]["wall_s"]}], name
 
 
 def test_a_batch_samples_the_same_whichever_process_draws_it(embedded_model_dir):

@@ -1,8 +1,10 @@
-"""The pieces the later stages are built from (filters, readable rewrite, pass@1/maj@k, batched generation), and each
-stage alone on the tiny random model: cold start from a local Bespoke-Stratos copy, SFT1 with its loss mask,
-rejection sampling with its drop counts, eval, infer, and the hand-off errors."""
+"""The pieces the later stages are built from (filters, readable rewrite, batched generation), and each stage alone on
+the tiny random model: cold start from a local Bespoke-Stratos copy, SFT1 with its loss mask, rejection sampling with
+its drop counts, eval on two benchmarks (pass@1/maj@k math: tests/test_evaluation.py), infer, and the hand-off
+errors."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -14,7 +16,6 @@ from omegaconf import OmegaConf
 from conftest import compose_cfg
 from r1pipeline.cot import RejectionFilter, clean_reasoning, is_mixed_language, longest_paragraph, refine
 from r1pipeline.errors import ConfigError
-from r1pipeline.evaluation import pass_and_majority
 from r1pipeline.rewards import register
 from r1pipeline.stages import run_stage
 
@@ -87,18 +88,6 @@ def test_refine_rewrites_into_the_readable_template():
     assert refine("<think></think><answer>4</answer>", TEMPLATE) is None  # nothing to learn from
     assert clean_reasoning("a\n\n\n\nb  \nb") == "a\n\nb"
     assert longest_paragraph("ab\n\nabcd\n \nabc") == 4
-
-
-@pytest.mark.parametrize("scores,answers,expected", [
-    # two prompts, k=3: prompt 1 has 2/3 correct with the majority right; prompt 2 has 1/3 with the majority wrong
-    ([[1, 1, 0], [0, 0, 1]], [["8", "8", "9"], ["5", "5", "7"]], {"pass@1": 0.5, "maj@k": 0.5, "mean_score": 0.5}),
-    # no answer blocks at all: nothing wins the vote
-    ([[0, 0]], [[None, None]], {"pass@1": 0.0, "maj@k": 0.0, "mean_score": 0.0}),
-    # a tie goes to the answer seen first (correct here)
-    ([[1, 0]], [["8", "9"]], {"pass@1": 0.5, "maj@k": 1.0, "mean_score": 0.5}),
-])
-def test_pass_at_1_and_majority(scores, answers, expected):
-    assert pass_and_majority(scores, answers, 1.0) == pytest.approx(expected)
 
 
 def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):
@@ -267,16 +256,40 @@ def test_rejection_sampling_that_keeps_nothing_says_why_and_marks_the_stage_fail
 
 
 def test_eval_and_infer_on_the_base_model(tmp_path, embedded_model_dir):
+    from r1pipeline.evaluation import score_columns
+    from r1pipeline.stages.eval import COLUMNS
+
     run_dir = tmp_path / "run"
     cfg = compose_cfg(["model=tiny_random", "stage=eval", "stage.num_prompts=2", "stage.k=2",
-                       "stage.generation.max_new_tokens=6", "dataset.train_size=8", "dataset.test_size=4"], run_dir=run_dir)
+                       "stage.datasets=[countdown,basic_arithmetic]", "stage.generation.max_new_tokens=6",
+                       "dataset.train_size=8", "dataset.test_size=4"], run_dir=run_dir)
     summary = run_stage(cfg)
+    # one row per model and benchmark, every score strict and format-free with its 95% interval
     assert list(summary["metrics"]) == ["base"]
-    assert set(summary["metrics"]["base"]) == {"pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s",
-                                                "bound_tokens_per_s"}
-    assert summary["table"].startswith("| model | pass@1 | maj@2 |") and "| base | 0.000 |" in summary["table"]
-    for name in ("results.md", "results.csv", "scores.png", "samples.jsonl", "manifest.json"):
+    assert list(summary["metrics"]["base"]) == ["countdown", "basic_arithmetic"]
+    for scores in summary["metrics"]["base"].values():
+        assert set(scores) == {"prompts", "k", *score_columns(), "mean_length", "tokens_per_s", "bound_tokens_per_s"}
+        assert (scores["prompts"], scores["k"]) == (2, 2)
+        for key in (k for k in score_columns() if not k.endswith(("_lo", "_hi"))):
+            assert 0 <= scores[f"{key}_lo"] <= scores[key] <= scores[f"{key}_hi"] <= 1, key
+        # random weights never write the R1 format: strict greedy pass@1 is 0 of 2, and Wilson's bound says how little
+        # that means
+        assert (scores["greedy/strict"], scores["greedy/strict_hi"]) == (0.0, pytest.approx(0.6576, abs=1e-4))
+    head = summary["table"].split("\n\n")[1].splitlines()[0]
+    assert head.startswith("| model | countdown greedy pass@1 strict | countdown greedy pass@1 free | countdown pass@1 "
+                           "(k=2) strict |") and "| basic_arithmetic maj@2 free |" in head
+    assert summary["eval_score"] == 0.0 and "base greedy pass@1 on countdown" in summary["eval_score_of"]
+    rows = list(csv.DictReader((run_dir / "eval" / "results.csv").open()))
+    assert [(r["model"], r["dataset"]) for r in rows] == [("base", "countdown"), ("base", "basic_arithmetic")]
+    assert list(rows[0]) == list(COLUMNS)
+    samples = _rows(run_dir / "eval" / "samples.jsonl")
+    # per benchmark, 2 prompts x (1 greedy + 2 sampled) answers, each verified both ways
+    assert [(s["dataset"], s["pass"]) for s in samples] == [
+        (d, p) for d in ("countdown", "basic_arithmetic") for p in ("greedy",) * 2 + ("sampled",) * 4]
+    assert all(set(s["score"]) == set(s["given"]) == {"strict", "free"} for s in samples)
+    for name in ("results.md", "stages.png", "manifest.json"):
         assert (run_dir / "eval" / name).is_file(), name
+    assert list((run_dir / "eval" / "swanlog").glob("run-*")), "eval results did not reach the tracker"
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is 2 + 2?\nName a colour.\n")

@@ -74,3 +74,30 @@ def test_markdown_table_escapes_cells_and_leaves_missing_values_blank():
                                                            {"job": "1", "overrides": "b=1"}])
     assert table == ("| job | overrides | reward |\n|---|---|---|\n"
                      "| 0 | a=\\|x\\| | 0.1235 |\n| 1 | b=1 |  |\n")
+
+
+def _job(sweep, num, stage, run_dir, eval_summary=None):
+    job = sweep / f"{num}_stage={stage}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / "job.json").write_text(json.dumps({"status": "complete", "stage": stage, "overrides": [f"stage={stage}"],
+                                              "run_dir": str(run_dir), "error": None}))
+    (run_dir / stage).mkdir(parents=True, exist_ok=True)
+    (run_dir / stage / "summary.json").write_text(json.dumps({"stage": stage, "metrics": {}}))
+    if eval_summary is not None:
+        (run_dir / "eval").mkdir(exist_ok=True)
+        (run_dir / "eval" / "summary.json").write_text(json.dumps(eval_summary))
+
+
+def test_the_sweep_summary_fills_the_eval_score_of_every_job_that_evaluated(tmp_path):
+    from r1pipeline.sweep import write_summary
+
+    sweep = tmp_path / "sweep"
+    # a pipeline ending in eval (its own summary holds no score: the eval stage's does), an eval job, a training job
+    _job(sweep, 0, "pipeline", tmp_path / "a", {"eval_score": 0.42, "eval_score_free": 0.61})
+    _job(sweep, 1, "eval", tmp_path / "b", {"eval_score": 0.125, "eval_score_free": 0.25})
+    _job(sweep, 2, "r1_zero", tmp_path / "c")
+    _, rows = write_summary(sweep)
+    assert [(r["eval_score"], r["eval_score_free"]) for r in rows] == [(0.42, 0.61), (0.125, 0.25), (None, None)]
+    csv_rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(r["eval_score"], r["eval_score_free"]) for r in csv_rows] == [("0.42", "0.61"), ("0.125", "0.25"),
+                                                                          ("", "")]

@@ -1,5 +1,5 @@
-"""Trackers: offline SwanLab needs no network, a cloud run without network falls back to offline logs, and no tracker
-failure ever reaches training."""
+"""Trackers: offline SwanLab needs no network, a cloud run without network falls back to offline logs, eval results
+reach the tracker too, and no tracker failure ever reaches training or eval."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import logging
 import pytest
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from conftest import TINY, compose_cfg
+from conftest import TINY, compose_cfg, fake_eval_row
 from r1pipeline.tracking import GuardedCallback, SampleText, finish_tracking, tracking_callbacks
 
 
@@ -117,3 +117,33 @@ def test_tensorboard_writes_config_metrics_and_samples(tmp_path):
     samples.on_log(None, _state(1), None)
     board.tb_writer.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_eval_results_reach_tensorboard_and_a_broken_tracker_only_warns(tmp_path, monkeypatch, caplog):
+    from r1pipeline import tracking
+
+    rows = [fake_eval_row("base", "countdown", 0.1), fake_eval_row("sft2", "countdown", 0.5)]
+    assert tracking.eval_scalars(rows)[1] == (1, {
+        "countdown/greedy/strict": 0.5, "countdown/greedy/free": 0.6, "countdown/pass@1/strict": 0.5,
+        "countdown/pass@1/free": 0.6, "countdown/maj@k/strict": 0.5, "countdown/maj@k/free": 0.6,
+        "countdown/mean_length": 12.5})
+    cfg = compose_cfg(["stage=eval", "tracking=tensorboard"], run_dir=tmp_path)
+    tracking.log_eval(cfg, tmp_path, rows, "| table |")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tracking, "_swanlab_eval", broken)
+    with caplog.at_level(logging.WARNING, logger="r1pipeline.tracking"):
+        tracking.log_eval(compose_cfg(["stage=eval"], run_dir=tmp_path), tmp_path, rows, "| table |")
+    assert "tracker swanlab could not take the eval results (OSError: disk full)" in caplog.text
+
+
+def test_eval_results_reach_an_offline_swanlab_run(tmp_path):
+    from r1pipeline import tracking
+
+    cfg = compose_cfg(["stage=eval"], run_dir=tmp_path)
+    tracking.log_eval(cfg, tmp_path, [fake_eval_row("base", "countdown", 0.1)], "| table |")
+    (run,) = (tmp_path / "swanlog").glob("run-*")
+    assert list((run / "media" / "text").glob("*.txt")), "the results table was not logged as swanlab.Text"

@@ -70,10 +70,14 @@ def test_every_stage_completes_with_each_process_sampling_its_share(two_process_
     test_rows = build_dataset(compose_cfg(SHARED).dataset)["test"].select(range(3))
     answers = [r["answer"] for r in test_rows]
     for model in ("base", "r1_zero", "sft1", "reasoning_rl", "sft2"):
-        # 3 prompts x 2 samples = 3 batches of 2: two for process 0, one for process 1
-        assert _shares(ev["generation"][model]["per_process"]) == [(0, 4, "cpu"), (1, 2, "cpu")], model
+        passes = ev["generation"][model]["countdown"]
+        # greedy: 3 prompts x 1 = 2 batches of 2 and 1, one per process
+        assert _shares(passes["greedy"]["per_process"]) == [(0, 2, "cpu"), (1, 1, "cpu")], model
+        # sampled: 3 prompts x 2 samples = 3 batches of 2: two for process 0, one for process 1
+        assert _shares(passes["sampled"]["per_process"]) == [(0, 4, "cpu"), (1, 2, "cpu")], model
         mine = [s for s in samples if s["model"] == model]
-        assert [s["answer"] for s in mine] == [a for a in answers for _ in range(2)], model  # each prompt k times
+        assert [s["answer"] for s in mine if s["pass"] == "greedy"] == answers, model  # each prompt once
+        assert [s["answer"] for s in mine if s["pass"] == "sampled"] == [a for a in answers for _ in range(2)], model
 
 
 @pytest.mark.slow
@@ -92,4 +96,4 @@ def test_two_processes_sample_what_one_process_samples(two_process_run, tmp_path
         rows = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
         return [r["response"] for r in rows if r["model"] == "base"]
 
-    assert responses(tmp_path / "run") == responses(two_process_run) and len(responses(tmp_path / "run")) == 6
+    assert responses(tmp_path / "run") == responses(two_process_run) and len(responses(tmp_path / "run")) == 9

@@ -1,9 +1,15 @@
-"""Eval: pass@1 and maj@k on the dataset's held-out `test` split for the base model and every stage model of the run.
+"""Eval: held-out pass@1 (greedy and sampled) and maj@k, strict and format-free, each with a 95% interval over
+prompts, for the base model and every stage model of the run, on one or several benchmarks.
 
-python -m r1pipeline stage=eval run.dir=<run> [stage.models=[base,sft2]] [stage.k=8] [stage.num_prompts=100]
+python -m r1pipeline stage=eval run.dir=<run> [stage.models=[base,sft2]] [stage.datasets=[countdown,basic_arithmetic]]
+  [stage.k=8] [stage.greedy=false] [stage.num_prompts=200]
 
-Writes results.md and results.csv (one row per model), scores.png (bars), curves.png (reward, completion length and
-loss per training stage, from each stage's metrics.jsonl) and samples.jsonl.
+Writes results.md (one table: a row per model, a column group per benchmark, then a generation table), results.csv
+(a row per model and benchmark, every score with its interval bounds), samples.jsonl (every answer with both
+verification scores and the answers each reading found), stages.png (pass@1 per stage with its interval, strict
+and format-free, beside the reward curves of the RL stages) and curves.png (every training stage's curves); sends
+the scores to the tracker (r1pipeline/tracking.py). The metric definitions are in r1pipeline/evaluation.py, the
+benchmarks in r1pipeline/benchmarks.py.
 """
 from __future__ import annotations
 
@@ -11,20 +17,20 @@ import csv
 import json
 import logging
 
+from r1pipeline import benchmarks, tracking
 from r1pipeline.config import validate
-from r1pipeline.data import build_dataset
-from r1pipeline.errors import ConfigError
-from r1pipeline.evaluation import evaluate
-from r1pipeline.plots import plot_eval_scores, plot_stage_comparison
+from r1pipeline.evaluation import READINGS, evaluate, score_columns
+from r1pipeline.plots import plot_stage_comparison, plot_stages
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_dir
 from r1pipeline.sampling import open_engine
-from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
 # Training stages in pipeline order; their models are compared when `stage.models` is null.
 MODEL_STAGES = ("r1_zero", "sft1", "reasoning_rl", "sft2")
-COLUMNS = ("model", "path", "pass@1", "maj@k", "mean_score", "mean_length", "tokens_per_s", "bound_tokens_per_s")
+RL_STAGES = ("r1_zero", "reasoning_rl")  # their reward curves go beside the scores in stages.png
+COLUMNS = ("model", "dataset", "path", "prompts", "k", *score_columns(), "mean_length", "tokens_per_s",
+           "bound_tokens_per_s")
 
 
 def models_to_evaluate(cfg) -> list[str]:
@@ -36,29 +42,76 @@ def models_to_evaluate(cfg) -> list[str]:
     return ["base", *done]
 
 
-def markdown_table(rows: list[dict], k: int) -> str:
-    head = ["model", "pass@1", f"maj@{k}", "mean score", "mean length (tokens)", "tokens/s",
-            "bandwidth-bound tokens/s"]
+def score_headers(stage, bench: str, prefix: bool) -> list[tuple[str, str]]:
+    """(header, score key) of a benchmark's column group: greedy first, then sampled pass@1 and maj@k."""
+    scores = ([("greedy pass@1", "greedy")] if stage.greedy else []) + (
+        [(f"pass@1 (k={stage.k})", "pass@1"), (f"maj@{stage.k}", "maj@k")] if stage.k else [])
+    lead = f"{bench} " if prefix else ""
+    return [(f"{lead}{title} {reading}", f"{key}/{reading}") for title, key in scores for reading in READINGS]
+
+
+def cell(row: dict | None, key: str) -> str:
+    if row is None or key not in row:
+        return ""
+    return f"{row[key]:.3f} [{row[key + '_lo']:.3f}, {row[key + '_hi']:.3f}]"
+
+
+def caption(stage, benches: list) -> str:
+    """What the table measures: prompts, passes, the two readings and the interval methods."""
+    g = stage.generation
+    runs = "; ".join(f"{b.name}: {len(b.data)} test prompts" for b in benches)
+    sampled = f"k={stage.k} samples (temperature {g.temperature}, top_p {g.top_p})"
+    passes = " and ".join((["greedy (temperature 0)"] if stage.greedy else []) + ([sampled] if stage.k else []))
+    wilson = ((["greedy pass@1"] if stage.greedy else []) + ([f"maj@{stage.k}"] if stage.k else [])
+              + (["pass@1"] if stage.k == 1 else []))
+    boot = (f"; pass@1 (a mean of per-prompt shares): bootstrap over prompts ({stage.bootstrap.resamples} resamples, "
+            f"seed {stage.bootstrap.seed}; Wilson at the mean where every prompt has the same share)")
+    methods = f"{', '.join(wilson)}: Wilson" + (boot if stage.k > 1 else "")
+    return (f"Held-out scores per model ({runs}); {passes}, at most {g.max_new_tokens} new tokens. "
+            f"strict: the dataset's check on the answer of a response in R1 format (answer_from: strict); free: the "
+            f"same check on the response's final answer wherever it stands (answer_from: anywhere). "
+            f"95% intervals over prompts in brackets: {methods}.\n\n")
+
+
+def markdown_tables(rows: list[dict], stage, benches: list) -> str:
+    """The scores table (a row per model, a column group per benchmark) and the generation table."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    by = {(r["model"], r["dataset"]): r for r in rows}
+    groups = [(b.name, score_headers(stage, b.name, len(benches) > 1)) for b in benches]
+    head = ["model", *(h for _, hs in groups for h, _ in hs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['pass@1']:.3f} | {r['maj@k']:.3f} | {r['mean_score']:.3f} | "
-                     f"{r['mean_length']:.1f} | {r['tokens_per_s']:.1f} | {r['bound_tokens_per_s']:.0f} |")
-    return "\n".join(lines) + "\n"
+    lines += ["| " + " | ".join([m, *(cell(by.get((m, b)), k) for b, hs in groups for _, k in hs)]) + " |"
+              for m in models]
+    gen = ["model", *(f"{b.name} {h}" if len(benches) > 1 else h for b in benches
+                      for h in ("mean length (tokens)", "tokens/s", "bandwidth-bound tokens/s"))]
+    lines += ["", "| " + " | ".join(gen) + " |", "|" + "---|" * len(gen)]
+    for m in models:
+        cells = [(f"{r['mean_length']:.1f}", f"{r['tokens_per_s']:.1f}", f"{r['bound_tokens_per_s']:.0f}")
+                 if (r := by.get((m, b.name))) else ("", "", "") for b in benches]
+        lines.append("| " + " | ".join([m, *(c for cs in cells for c in cs)]) + " |")
+    return caption(stage, benches) + "\n".join(lines) + "\n"
 
 
-def write_tables(out, rows: list[dict], k: int) -> None:
+def headline(rows: list[dict], stage) -> dict:
+    """The sweep summary's eval score: the last model's strict (and format-free) pass@1 on the first benchmark,
+    greedy when there is a greedy pass."""
+    key = "greedy" if stage.greedy else "pass@1"
+    last = [r for r in rows if r["dataset"] == rows[0]["dataset"]][-1]
+    return {"eval_score": last[f"{key}/strict"], "eval_score_free": last[f"{key}/free"],
+            "eval_score_of": f"{last['model']} {key} pass@1 on {last['dataset']} (strict; _free: format-free)"}
+
+
+def write_outputs(out, rows: list[dict], samples: list[dict], table: str, cfg) -> None:
+    """results.md/.csv, samples.jsonl, stages.png and curves.png (the main process's job)."""
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
-    (out / "results.md").write_text(markdown_table(rows, k))
-
-
-def write_outputs(out, rows: list[dict], samples: list[dict], k: int, cfg, names: list[str]) -> None:
-    """results.md/.csv, samples.jsonl, scores.png and curves.png (the main process's job)."""
-    write_tables(out, rows, k)
+        writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    (out / "results.md").write_text(table)
     (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
-    plot_eval_scores(rows, out / "scores.png", title=f"{cfg.dataset.name} test, k={k}")
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    rl = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in RL_STAGES if s in names}
+    plot_stages(rows, rl, out / "stages.png", title=f"held-out pass@1 per stage ({cfg.run.dir})")
     curves = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in names if s != "base"}
     plot_stage_comparison(curves, out / "curves.png", title="training curves per stage")
 
@@ -66,31 +119,31 @@ def write_outputs(out, rows: list[dict], samples: list[dict], k: int, cfg, names
 def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
-    if stage.k < 1 or stage.num_prompts < 1:
-        raise ConfigError("stage.k and stage.num_prompts: must be at least 1")
     names = models_to_evaluate(cfg)
     paths = {name: input_model(cfg, name, "models") for name in names}  # fails early: "run stage X first"
-    data = build_dataset(cfg.dataset)["test"]
-    data = data.select(range(min(stage.num_prompts, len(data))))
-    check_verifier(stage.verify, set(data.column_names))
-    inputs = {"models": {n: p for n, (p, _) in paths.items()}, "dataset": cfg.dataset.name, "prompts": len(data)}
+    benches = benchmarks.load(cfg)  # every benchmark's rows and check, before any model loads
+    inputs = {"models": {n: p for n, (p, _) in paths.items()}, "datasets": {b.name: len(b.data) for b in benches}}
 
     def work(out):
-        verifier, rows, samples, generation = Verifier(stage.verify), [], [], {}
+        rows, samples, generation = [], [], {}
         for name, (path, random_init) in paths.items():
             with open_engine(cfg, path, random_init) as engine:
-                metrics, model_samples, generation[name] = evaluate(engine, data, verifier, stage.generation,
-                                                                    stage.k, stage.min_score, cfg.seed)
-            rows.append({"model": name, "path": path, **{k: round(v, 4) for k, v in metrics.items()}})
-            samples += [{"model": name, **s} for s in model_samples]
-            log.info("eval %s: pass@1 %.3f maj@%d %.3f (mean length %.0f)", name, metrics["pass@1"], stage.k,
-                     metrics["maj@k"], metrics["mean_length"])
+                for bench in benches:
+                    row, bench_samples, generation.setdefault(name, {})[bench.name] = evaluate(
+                        engine, bench, stage, cfg.seed)
+                    rows.append({"model": name, "path": path, **row})
+                    samples += [{"model": name, **s} for s in bench_samples]
+                    log.info("eval %s on %s: %s", name, bench.name, ", ".join(
+                        f"{k} {row[k]:.3f}" for k in score_columns() if k in row and not k.endswith(("_lo", "_hi"))))
+        table = markdown_tables(rows, stage, benches)
         if is_main_process():
-            write_outputs(out, rows, samples, stage.k, cfg, names)
-        table = markdown_table(rows, stage.k)
-        log.info("eval results (%s test split, %d prompts, k=%d):\n%s", cfg.dataset.name, len(data), stage.k, table)
-        return {"outputs": {"table": str(out / "results.md"), "csv": str(out / "results.csv")},
-                "metrics": {r["model"]: {k: r[k] for k in COLUMNS[2:]} for r in rows}, "table": table,
-                "generation": generation}
+            write_outputs(out, rows, samples, table, cfg)
+            tracking.log_eval(cfg, out, rows, table)
+        log.info("eval results:\n%s", table)
+        metrics = {m: {r["dataset"]: {k: v for k, v in r.items() if k not in ("model", "dataset", "path")}
+                       for r in rows if r["model"] == m} for m in names}
+        return {"outputs": {"table": str(out / "results.md"), "csv": str(out / "results.csv"),
+                            "plot": str(out / "stages.png")},
+                "metrics": metrics, "table": table, "generation": generation, **headline(rows, stage)}
 
     return execute_stage(cfg, inputs, work)
