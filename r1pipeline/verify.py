@@ -34,3 +34,8 @@ class Verifier:
         wrapped = [[{"role": "assistant", "content": c}] for c in completions]
         columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
         return [s or 0.0 for s in self.reward(wrapped, prompts=prompts, **columns)]
+
+    def answers(self, prompts: list, completions: list[str]) -> list[str | None]:
+        """The answer the checks read from each completion (prefill included): what a rewrite should state."""
+        wrapped = [[{"role": "assistant", "content": c}] for c in completions]
+        return self.reward.reward.answers(wrapped, prompts=prompts)
