@@ -50,17 +50,23 @@ def clean_reasoning(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def refine(response: str, template: str) -> str | None:
+def refine(response: str, template: str, answer: str | None = None) -> str | None:
     """Rewrite a raw response into the readable template (`{reasoning}`, `{answer}`); None if it has no reasoning.
 
-    A response without an answer block takes the last line of its reasoning as the answer (where R1-Zero style
-    outputs state it), minus a leading "the answer is" and trailing punctuation; that line then leaves the reasoning
-    unless it was the only one.
+    `answer` is the answer verification read (cold start passes it, so a format-free check's answer is the one
+    stated); else the response's answer block. Without either, the last line of the reasoning is the answer (where
+    R1-Zero style outputs state it). A last line that only states the answer ("The final answer is 6.") leaves the
+    reasoning unless it was the only one, since the template states the answer itself.
     """
-    reasoning, answer = split_response(response)
+    reasoning, block = split_response(response)
     reasoning = clean_reasoning(reasoning)
     if not reasoning:
         return None
+    answer = answer if answer is not None else block
+    if answer is not None and len(reasoning.splitlines()) > 1:
+        *rest, last = reasoning.splitlines()
+        if ANSWER_LEAD.match(last.strip().lower().replace("therefore, ", "")):
+            reasoning = "\n".join(rest).strip()
     if answer is None:
         *rest, last = reasoning.splitlines()
         answer = ANSWER_LEAD.sub("", last.strip()).rstrip(" .!")

@@ -48,6 +48,10 @@ class Verifier:
         columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
         return [s or 0.0 for s in self.reward(wrapped, prompts=prompts, **columns)]
 
+    def answers(self, prompts: list, completions: list[str]) -> list[str | None]:
+        """The answer the checks read from each completion (prefill included): what a rewrite should state."""
+        wrapped = [[{"role": "assistant", "content": c}] for c in completions]
+        return self.reward.reward.answers(wrapped, prompts=prompts)
 
 class Verifiers:
     """One check under several readings of the answer, `{name: answer_from}` (eval: `{"strict": "strict", "free":

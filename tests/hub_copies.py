@@ -23,6 +23,12 @@ HUB = {
     "math_500": (lambda i: {"problem": f"What is {i} squared?", "solution": "...", "answer": str(i * i),
                             "subject": "Algebra", "level": 1, "unique_id": f"t/{i}.json"},
                  lambda i: str(i * i), ("test",)),
+    # MBPP: a function and its asserts; the reference answer is the program (`code`)
+    "mbpp": (lambda i: {"task_id": i, "text": f"Write a function to add {i} to a number.",
+                        "code": f"def add_{i}(a):\r\n    return a + {i}",
+                        "test_list": [f"assert add_{i}(1) == {i + 1}", f"assert add_{i}(0) == {i}"],
+                        "test_setup_code": "", "challenge_test_list": []},
+             lambda i: f"def add_{i}(a):\r\n    return a + {i}", ("train", "test")),
     # TinyZero's Countdown (nums, target; no reference answer): target = the sum of the numbers; train only
     "countdown_tasks_3to4": (lambda i: {"nums": [i + 1, i + 2, 3], "target": 2 * i + 6},
                              lambda i: f"{i + 1} + {i + 2} + 3", ("train",)),

@@ -61,25 +61,31 @@ def clean_afterwards():
 # ------------------------------------------------------------------------------------------ program extraction
 
 EXTRACT_CASES = [
-    # (response, program)
+    # (response, answer_from, program)
     # fenced python block inside the answer
-    ("<think>x</think><answer>```python\ndef f(): pass\n```</answer>", "def f(): pass\n"),
+    ("<think>x</think><answer>```python\ndef f(): pass\n```</answer>", "tags", "def f(): pass\n"),
     # the last of two blocks counts
-    ("<answer>```python\nA = 1\n```\n```py\nB = 2\n```</answer>", "B = 2\n"),
+    ("<answer>```python\nA = 1\n```\n```py\nB = 2\n```</answer>", "tags", "B = 2\n"),
     # an untagged fence
-    ("<answer>```\nC = 3\n```</answer>", "C = 3\n"),
-    # no answer block: the last fence of the response
-    ("here:\n```python\nD = 4\n```\nand an unclosed ```python\nE = 5", "D = 4\n"),
+    ("<answer>```\nC = 3\n```</answer>", "tags", "C = 3\n"),
+    # no answer block: anywhere takes the last fence of the response; tags and strict take nothing
+    ("here:\n```python\nD = 4\n```\nand an unclosed ```python\nE = 5", "anywhere", "D = 4\n"),
+    ("here:\n```python\nD = 4\n```\nand an unclosed ```python\nE = 5", "tags", None),
+    ("<think>t</think> ```python\nD = 4\n```", "strict", None),
     # an answer block without fences is taken as code
-    ("<think>t</think><answer>F = 6</answer>", "F = 6"),
+    ("<think>t</think><answer>F = 6</answer>", "tags", "F = 6"),
+    ("<think>t</think><answer>F = 6</answer>", "strict", "F = 6"),
+    # strict: an empty think block or text after the answer is not R1 format
+    ("<think></think><answer>F = 6</answer>", "strict", None),
+    ("<think>t</think><answer>F = 6</answer> more", "strict", None),
     # nothing that looks like a program
-    ("I do not know.", None),
+    ("I do not know.", "anywhere", None),
 ]
 
 
-@pytest.mark.parametrize("response,program", EXTRACT_CASES)
-def test_extract_program(response, program):
-    assert extract_program(response) == program
+@pytest.mark.parametrize("response,answer_from,program", EXTRACT_CASES)
+def test_extract_program(response, answer_from, program):
+    assert extract_program(response, answer_from) == program
 
 
 # ----------------------------------------------------------------------------------- assertion splitting

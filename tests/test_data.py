@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import compose_cfg
-from r1pipeline.data import build_dataset
+from r1pipeline.data import build_dataset, draw_prompts
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.countdown import countdown_score
 
@@ -39,6 +39,17 @@ def test_other_seed_gives_other_tasks():
     _, a = _countdown()
     _, b = _countdown(seed=7)
     assert a["train"]["question"] != b["train"]["question"]
+
+
+def test_sampling_stages_draw_prompts_by_seed_and_stage():
+    _, data = _countdown()
+    train = data["train"]
+    draw = lambda seed, stage: draw_prompts(train, 10, seed, stage)["question"]  # noqa: E731
+    assert draw(42, "cold_start") == draw(42, "cold_start")  # reproducible
+    assert draw(42, "cold_start") != draw(7, "cold_start")  # another seed samples other prompts
+    assert draw(42, "cold_start") != draw(42, "rejection_sampling")  # the stages do not take the same rows
+    assert set(draw(42, "cold_start")) <= set(train["question"]) and len(set(draw(42, "cold_start"))) == 10
+    assert len(draw_prompts(train, 1000, 0, "x")) == len(train)  # more than there are: all of them
 
 
 def test_hub_schema_loads_from_a_local_copy(tmp_path):

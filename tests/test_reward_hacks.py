@@ -48,8 +48,9 @@ MIXES = {"r1_zero": [], "reasoning_rl": ["stage=reasoning_rl"]}  # stage -> over
 
 
 def solution(row: dict) -> str | None:
-    """A right answer: the row's reference, or for TinyZero's Countdown copy (no reference) its sum of numbers."""
-    return row.get("answer") or " + ".join(map(str, row["nums"]))
+    """A right answer: the row's reference, MBPP's program, or for TinyZero's Countdown copy (no reference) its sum
+    of numbers."""
+    return row.get("answer") or row.get("code") or " + ".join(map(str, row["nums"]))
 
 
 def rows_and_mix(name: str, stage: str, tmp_path) -> tuple[list[dict], dict]:

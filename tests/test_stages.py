@@ -86,8 +86,29 @@ def test_refine_rewrites_into_the_readable_template():
     assert refine("<think>The answer is 40.", TEMPLATE) == (
         "<think>\nThe answer is 40.\n\nSo the final answer is 40.\n</think>\n<answer>40</answer>")
     assert refine("<think></think><answer>4</answer>", TEMPLATE) is None  # nothing to learn from
+    # the answer a format-free check verified is the one stated; a last line that only states it leaves
+    assert refine("<think> 2 + 5 = 7, 7 - 3 = 4.\nThe final answer is 4.", TEMPLATE, "4") == (
+        "<think>\n2 + 5 = 7, 7 - 3 = 4.\n\nSo the final answer is 4.\n</think>\n<answer>4</answer>")
+    assert refine("<think> 2 + 5 = 7, 7 - 3 = 4.", TEMPLATE, "4") == (
+        "<think>\n2 + 5 = 7, 7 - 3 = 4.\n\nSo the final answer is 4.\n</think>\n<answer>4</answer>")
     assert clean_reasoning("a\n\n\n\nb  \nb") == "a\n\nb"
     assert longest_paragraph("ab\n\nabcd\n \nabc") == 4
+
+
+@pytest.mark.parametrize("verify,completion,answer", [
+    # format-free: no answer block, the last number of the response is what the check verified
+    ([{"reasoning_gym": {"answer_from": "anywhere"}}], " 2 + 5 = 7, 7 - 3 = 4. The final answer is 4.", "4"),
+    # the default reads the answer block; none -> None
+    (["reasoning_gym"], " 2 + 5 = 7 </think> <answer> 7 </answer>", "7"),
+    (["reasoning_gym"], " 2 + 5 = 7", None),
+    # Countdown reads expressions
+    ([{"countdown": {"answer_from": "anywhere"}}], " so (3 + 5) * 2 = 16.", "(3 + 5) * 2 = 16"),
+])
+def test_verifier_says_which_answer_it_checked(verify, completion, answer):
+    from r1pipeline.verify import Verifier
+
+    prompt = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>"}]
+    assert Verifier(verify).answers([prompt], [completion]) == [answer]
 
 
 def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):

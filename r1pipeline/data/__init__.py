@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import string
+import zlib
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
@@ -129,10 +130,11 @@ def _prepare(ds: Dataset, dcfg) -> Dataset:
 
 def _file_splits(dcfg) -> tuple[Dataset | None, Dataset]:
     """(train, test) of a hub/local dataset. Held-out rows come from the dataset's own `test_split` when it names
-    one (GSM8K `test`); else `test_size` rows are carved out of `split`, disjoint by construction. Train is None
-    for a dataset without a training split (`split: null`: MATH-500 is a test set as a whole)."""
+    one (GSM8K `test`); else, and always for a single local file (`source: local`), `test_size` rows are carved out
+    of `split`, disjoint by construction. Train is None for a dataset without a training split (`split: null`:
+    MATH-500 is a test set as a whole)."""
     test_split = dcfg.get("test_split")
-    if test_split is None:
+    if test_split is None or (dcfg.source == "local" and dcfg.get("split")):
         full = _prepare(load_files(dcfg), dcfg)
         n_test = min(dcfg.test_size, max(1, len(full) // 5))
         split = full.train_test_split(test_size=n_test, seed=dcfg.seed)
@@ -156,6 +158,13 @@ def drop_test_prompts(data: DatasetDict) -> DatasetDict:
         log.info("held-out split: dropped %d of %d training rows whose prompt is also a test prompt", dropped,
                  len(data["train"]))
     return DatasetDict({"train": train, "test": data["test"]})
+
+
+def draw_prompts(train: Dataset, n: int, seed: int, stage: str) -> Dataset:
+    """`n` training rows for a sampling stage, drawn at random by the run's `seed` and the stage's name: another seed
+    samples other prompts, and cold start and rejection sampling do not take the same first rows."""
+    salt = zlib.crc32(stage.encode()) % 100_003
+    return train.shuffle(seed=seed * 100_003 + salt).select(range(min(n, len(train))))
 
 
 def build_dataset(dcfg) -> DatasetDict:

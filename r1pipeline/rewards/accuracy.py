@@ -61,8 +61,11 @@ class AccuracyReward:
         references = kwargs.get(self.reference_column)
         if references is None:
             raise KeyError(f"accuracy: no dataset column {self.reference_column!r} (set reference_column)")
-        answers = final_answers(completions, prompts, self.answer_from)
-        return [accuracy_score(a, ref, self.timeout_s) for a, ref in zip(answers, references)]
+        return [accuracy_score(a, ref, self.timeout_s) for a, ref in zip(self.answers(completions, prompts), references)]
+
+    def answers(self, completions, prompts=None) -> list[str | None]:
+        """The answer this reward reads from each response (what it scores)."""
+        return final_answers(completions, prompts, self.answer_from)
 
 
 def completion_lengths(completions, completion_ids=None) -> list[int]:

@@ -55,6 +55,13 @@ class CorrectReward:
             return mean
         return 1.0 if mean >= 1.0 - 1e-9 else 0.0
 
+    def answers(self, completions, prompts=None) -> list[str | None]:
+        """The answer the first answer-reading check takes from each response (None each when no check reads one)."""
+        for check in self.checks:
+            if hasattr(check, "answers"):
+                return check.answers(completions, prompts)
+        return [None] * len(completions)
+
     def __call__(self, completions, prompts=None, **kwargs) -> list[float | None]:
         per_check = [check(completions, prompts=prompts, **kwargs) for check in self.checks]
         return [self.combine(scores) for scores in zip(*per_check)]

@@ -79,6 +79,9 @@ class CountdownReward:
     def __init__(self, answer_from: str = "tags"):
         self.answer_from = check_answer_from(answer_from, "countdown")
 
+    def answers(self, completions, prompts=None) -> list[str | None]:
+        """The answer expression this reward reads from each response (what it scores)."""
+        return final_answers(completions, prompts, self.answer_from, kind="expression")
+
     def __call__(self, completions, nums, target, prompts=None, **kwargs) -> list[float]:
-        answers = final_answers(completions, prompts, self.answer_from, kind="expression")
-        return [countdown_score(a, n, t) for a, n, t in zip(answers, nums, target)]
+        return [countdown_score(a, n, t) for a, n, t in zip(self.answers(completions, prompts), nums, target)]

@@ -43,8 +43,12 @@ class ReasoningGymReward:
     def __init__(self, answer_from: str = "tags"):
         self.answer_from = check_answer_from(answer_from, "reasoning_gym")
 
+    def answers(self, completions, prompts=None) -> list[str | None]:
+        """The answer this reward reads from each response (what it scores)."""
+        return final_answers(completions, prompts, self.answer_from)
+
     def __call__(self, completions, task, answer, metadata, prompts=None, question=None, **kwargs) -> list[float]:
         question = question if question is not None else [""] * len(completions)
-        given = final_answers(completions, prompts, self.answer_from)
+        given = self.answers(completions, prompts)
         return [float(score_fn(t)(g[:MAX_ANSWER_CHARS] if g is not None else None, entry_of(q, ref, meta)))
                 for g, t, ref, meta, q in zip(given, task, answer, metadata, question)]

@@ -18,7 +18,7 @@ import re
 from r1pipeline.config import GENERATING_METHODS as GENERATING
 from r1pipeline.config import validate
 from r1pipeline.cot import normalized, refine
-from r1pipeline.data import build_dataset, load_files
+from r1pipeline.data import build_dataset, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
@@ -49,12 +49,12 @@ def generated_rows(method: str, model_name: str, engine, data, verifier, cfg) ->
     prompts = [method_prompt(method, r["prompt"], stage) for r in data]
     sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
     rows, seen, verified = [], set(), 0
-    for row, samples in zip(data, sampled.per_prompt):
+    for row, prompt, samples in zip(data, prompts, sampled.per_prompt):
         for s in samples:
             if s.score < stage.min_score:
                 continue
             verified += 1
-            readable = refine(s.response, stage.template)
+            readable = refine(s.response, stage.template, verifier.answers([prompt], [s.text])[0])
             key = (task_messages(row["prompt"])[-1]["content"], normalized(readable or ""))
             if readable is None or key in seen:
                 continue
@@ -100,8 +100,7 @@ def loaded_rows(load_cfg) -> tuple[list[dict], dict]:
 
 
 def training_prompts(cfg):
-    data = build_dataset(cfg.dataset)["train"]
-    return data.select(range(min(cfg.stage.num_prompts, len(data))))
+    return draw_prompts(build_dataset(cfg.dataset)["train"], cfg.stage.num_prompts, cfg.seed, cfg.stage.name)
 
 
 def check(cfg, columns: set[str]) -> None:

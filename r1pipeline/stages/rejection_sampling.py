@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from r1pipeline.config import validate
 from r1pipeline.cot import RejectionFilter
-from r1pipeline.data import build_dataset, load_files
+from r1pipeline.data import build_dataset, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
@@ -97,8 +97,7 @@ def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
     model_path, random_init = input_model(cfg, stage.model_from, "model_from")  # fails early: "run stage X first"
-    data = build_dataset(cfg.dataset)["train"]
-    data = data.select(range(min(stage.num_prompts, len(data))))
+    data = draw_prompts(build_dataset(cfg.dataset)["train"], stage.num_prompts, cfg.seed, stage.name)
     check(cfg, set(data.column_names))
 
     def work(out):
