@@ -53,6 +53,7 @@ class Verifier:
         wrapped = [[{"role": "assistant", "content": c}] for c in completions]
         return self.reward.reward.answers(wrapped, prompts=prompts)
 
+
 class Verifiers:
     """One check under several readings of the answer, `{name: answer_from}` (eval: `{"strict": "strict", "free":
     "anywhere"}`); `score` gives one `{name: score}` per completion."""
