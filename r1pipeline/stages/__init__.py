@@ -16,7 +16,6 @@ STAGES = {
     "eval": "r1pipeline.stages.eval",
     "infer": "r1pipeline.stages.infer",
     "pipeline": "r1pipeline.stages.pipeline",
-    "merge_lora": "r1pipeline.stages.merge_lora",
 }
 
 
