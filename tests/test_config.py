@@ -89,7 +89,7 @@ def test_missing_dataset_column_is_reported_before_the_model_loads(tmp_path):
 def test_grpo_stages_keep_r1s_kl_term_whatever_trls_default(tmp_path, stage):
     """TRL 1.16 turned use_bias_correction_kl on by default, which changes the KL gradient when beta > 0; the GRPO
     stages state R1's term (no importance weight), so a run with a KL coefficient trains as R1 describes."""
-    from r1pipeline.grpo import grpo_args
+    from r1pipeline.stages.grpo import grpo_args
 
     cfg = compose_cfg([f"stage={stage}", "stage.trainer.beta=0.04"], run_dir=tmp_path / "run")
     args = grpo_args(cfg, tmp_path / "run" / stage, [1.0])

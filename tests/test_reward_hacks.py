@@ -134,8 +134,8 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise ModelLoaded()
 
-    monkeypatch.setattr("r1pipeline.grpo.load_tokenizer", refuse)
-    monkeypatch.setattr("r1pipeline.grpo.load_model", refuse)
+    monkeypatch.setattr("r1pipeline.stages.grpo.load_tokenizer", refuse)
+    monkeypatch.setattr("r1pipeline.stages.grpo.load_model", refuse)
 
 
 AUDIT_CASES = [

@@ -270,7 +270,7 @@ def test_the_audit_switch_is_not_built_as_a_reward():
 
 
 def test_reasoning_gym_mix_runs_on_basic_arithmetic_rows():
-    from r1pipeline.grpo import prepare_data, reward_cfg
+    from r1pipeline.stages.grpo import prepare_data, reward_cfg
 
     cfg = compose_cfg(["dataset=basic_arithmetic", "reward=reasoning_gym", "dataset.train_size=4",
                        "dataset.test_size=2"])

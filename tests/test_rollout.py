@@ -124,7 +124,7 @@ def test_static_engine_compiles_and_buckets_trl_generation_only(tiny_cfg, tmp_pa
     """TRL builds its GenerationConfig with disable_compile=True; the static engine needs the compiled decode step,
     and pads prompts to the bucket for generation while the training forward stays unpadded."""
     from r1pipeline.data import build_dataset
-    from r1pipeline.grpo import grpo_args
+    from r1pipeline.stages.grpo import grpo_args
     from r1pipeline.models import load_model, load_tokenizer
     from r1pipeline.rollout import rollout_trainer_cls
 

@@ -14,10 +14,11 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_cfg
-from r1pipeline.cot import RejectionFilter, clean_reasoning, is_mixed_language, longest_paragraph, refine
+from r1pipeline.rejection_filter import RejectionFilter, is_mixed_language, longest_paragraph
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards import register
 from r1pipeline.stages import run_stage
+from r1pipeline.stages.cold_start import clean_reasoning, refine
 
 TEMPLATE = "<think>\n{reasoning}\n\nSo the final answer is {answer}.\n</think>\n<answer>{answer}</answer>"
 FILTERS = OmegaConf.create({"min_score": 1.0, "mixed_language": True, "minor_script_share": 0.05, "code_blocks": True,
@@ -192,7 +193,7 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
     from trl import SFTTrainer
 
     from r1pipeline.models import load_model, load_tokenizer
-    from r1pipeline.sft import prompt_completion, sft_args
+    from r1pipeline.stages.sft import prompt_completion, sft_args
 
     tok = load_tokenizer(str(embedded_model_dir))
     trainer = SFTTrainer(model=load_model(cfg.model, str(embedded_model_dir), True, True), processing_class=tok,
@@ -206,8 +207,8 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
 
 def test_sft_builds_its_trainer_config_before_loading_the_model(tmp_path, monkeypatch, embedded_model_dir):
     """Under ZeRO-3 the trainer config registers DeepSpeed, which makes from_pretrained load the weights partitioned;
-    built after the model, it would come too late (GRPO does the same, r1pipeline/grpo.py)."""
-    import r1pipeline.sft as sft
+    built after the model, it would come too late (GRPO does the same, r1pipeline/stages/grpo.py)."""
+    import r1pipeline.stages.sft as sft
 
     run_dir, order = tmp_path / "run", []
     _cold_start_from_file(tmp_path, run_dir)

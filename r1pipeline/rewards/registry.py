@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
 RESERVED = ("audit",)  # mix keys that are not rewards: `audit: false` skips the pre-training reward-hacking audit
-_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "correct", "code",
-            "judge")  # modules whose import registers rewards
+# Modules whose import registers rewards: each is named after its reward (language.py: language_consistency).
+_MODULES = ("accuracy", "code", "correct", "cosine", "countdown", "format", "judge", "language", "overlong",
+            "reasoning_gym", "reasoning_steps", "repetition_penalty", "tag_count")
 
 
 def register(name: str):

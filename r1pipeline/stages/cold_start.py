@@ -17,17 +17,70 @@ import re
 
 from r1pipeline.config import GENERATING_METHODS as GENERATING
 from r1pipeline.config import validate
-from r1pipeline.cot import normalized, refine
 from r1pipeline.data import build_dataset, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
+from r1pipeline.rejection_filter import normalized
+from r1pipeline.rewards.text import extract_answer
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
 from r1pipeline.sampling import open_engine, sample, sft_row, task_messages
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
 METHODS = (*GENERATING, "load")
+TAGS = re.compile(r"</?(think|answer)>")
+ANSWER_LEAD = re.compile(r"^(so,?\s+)?(the\s+)?(final\s+)?answer\s+is\s*:?\s*", re.I)
 
+
+# ------------------------------------------------------------------ the readable rewrite (R1's "reasoning | summary")
+
+def split_response(response: str) -> tuple[str, str | None]:
+    """(reasoning, answer) of a response; reasoning is the think block, or what follows an unclosed `<think>`."""
+    answer = extract_answer(response)
+    head = response.split("<answer>", 1)[0]
+    if "<think>" in head:
+        head = head.rsplit("<think>", 1)[1]
+    reasoning = head.split("</think>", 1)[0]
+    return reasoning, answer
+
+
+def clean_reasoning(text: str) -> str:
+    """Strip tags and trailing spaces, collapse blank-line runs and drop a line repeated right after itself."""
+    lines, prev = [], None
+    for line in TAGS.sub("", text).splitlines():
+        line = line.rstrip()
+        if line and line.strip() == prev:
+            continue
+        lines.append(line)
+        prev = line.strip() or prev
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def refine(response: str, template: str, answer: str | None = None) -> str | None:
+    """Rewrite a raw response into the readable template (`{reasoning}`, `{answer}`); None if it has no reasoning.
+
+    `answer` is the answer verification read (cold start passes it, so a format-free check's answer is the one
+    stated); else the response's answer block. Without either, the last line of the reasoning is the answer (where
+    R1-Zero style outputs state it). A last line that only states the answer ("The final answer is 6.") leaves the
+    reasoning unless it was the only one, since the template states the answer itself.
+    """
+    reasoning, block = split_response(response)
+    reasoning = clean_reasoning(reasoning)
+    if not reasoning:
+        return None
+    answer = answer if answer is not None else block
+    if answer is not None and len(reasoning.splitlines()) > 1:
+        *rest, last = reasoning.splitlines()
+        if ANSWER_LEAD.match(last.strip().lower().replace("therefore, ", "")):
+            reasoning = "\n".join(rest).strip()
+    if answer is None:
+        *rest, last = reasoning.splitlines()
+        answer = ANSWER_LEAD.sub("", last.strip()).rstrip(" .!")
+        reasoning = "\n".join(rest).strip() or reasoning
+    return template.format(reasoning=reasoning, answer=answer.strip()) if answer.strip() else None
+
+
+# ------------------------------------------------------------------ the methods
 
 def method_prompt(method: str, prompt: list[dict], stage) -> list[dict]:
     """The conversation a method samples from, built from the dataset's prompt (system, user, prefill)."""

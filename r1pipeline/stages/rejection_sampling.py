@@ -16,7 +16,7 @@ import random
 from omegaconf import OmegaConf
 
 from r1pipeline.config import validate
-from r1pipeline.cot import RejectionFilter
+from r1pipeline.rejection_filter import RejectionFilter
 from r1pipeline.data import build_dataset, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process

@@ -1,15 +1,13 @@
-"""Chains of thought as SFT data: the readable R1 template, and the rejection-sampling filters.
+"""The rejection-sampling filter (R1 section 2.3.3): keep only correct samples whose reasoning is in one language,
+has no code blocks and no overlong paragraphs, once per prompt; count why the others were dropped.
 
-R1 rewrites verified R1-Zero outputs into a readable format (reasoning, then a summary) and, for SFT2, keeps only
-correct samples whose reasoning is in one language, has no code blocks and no overlong paragraphs. These are pure
-functions on text so they can be tested on crafted samples.
+Pure functions on text, so they can be tested on crafted samples. The stage is r1pipeline/stages/rejection_sampling.py.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
 
-from r1pipeline.rewards.text import extract_answer
 
 # Letter ranges of the scripts a chain of thought may drift between. Digits, punctuation and math symbols count
 # for none, so "x = 3" is not evidence of any language.
@@ -22,56 +20,8 @@ SCRIPTS = {
     "devanagari": re.compile(r"[\u0900-\u097F]"),
     "thai": re.compile(r"[\u0E00-\u0E7F]"),
 }
-TAGS = re.compile(r"</?(think|answer)>")
-ANSWER_LEAD = re.compile(r"^(so,?\s+)?(the\s+)?(final\s+)?answer\s+is\s*:?\s*", re.I)
 # The order in which drop reasons are checked; a sample is counted under the first one it fails.
 DROP_REASONS = ("wrong", "mixed_language", "code_block", "long_paragraph", "duplicate")
-
-
-def split_response(response: str) -> tuple[str, str | None]:
-    """(reasoning, answer) of a response; reasoning is the think block, or what follows an unclosed `<think>`."""
-    answer = extract_answer(response)
-    head = response.split("<answer>", 1)[0]
-    if "<think>" in head:
-        head = head.rsplit("<think>", 1)[1]
-    reasoning = head.split("</think>", 1)[0]
-    return reasoning, answer
-
-
-def clean_reasoning(text: str) -> str:
-    """Strip tags and trailing spaces, collapse blank-line runs and drop a line repeated right after itself."""
-    lines, prev = [], None
-    for line in TAGS.sub("", text).splitlines():
-        line = line.rstrip()
-        if line and line.strip() == prev:
-            continue
-        lines.append(line)
-        prev = line.strip() or prev
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def refine(response: str, template: str, answer: str | None = None) -> str | None:
-    """Rewrite a raw response into the readable template (`{reasoning}`, `{answer}`); None if it has no reasoning.
-
-    `answer` is the answer verification read (cold start passes it, so a format-free check's answer is the one
-    stated); else the response's answer block. Without either, the last line of the reasoning is the answer (where
-    R1-Zero style outputs state it). A last line that only states the answer ("The final answer is 6.") leaves the
-    reasoning unless it was the only one, since the template states the answer itself.
-    """
-    reasoning, block = split_response(response)
-    reasoning = clean_reasoning(reasoning)
-    if not reasoning:
-        return None
-    answer = answer if answer is not None else block
-    if answer is not None and len(reasoning.splitlines()) > 1:
-        *rest, last = reasoning.splitlines()
-        if ANSWER_LEAD.match(last.strip().lower().replace("therefore, ", "")):
-            reasoning = "\n".join(rest).strip()
-    if answer is None:
-        *rest, last = reasoning.splitlines()
-        answer = ANSWER_LEAD.sub("", last.strip()).rstrip(" .!")
-        reasoning = "\n".join(rest).strip() or reasoning
-    return template.format(reasoning=reasoning, answer=answer.strip()) if answer.strip() else None
 
 
 def script_shares(text: str) -> dict[str, float]:

@@ -1,4 +1,11 @@
-"""Supervised fine-tuning with TRL's SFTTrainer, shared by the SFT1 (cold start) and SFT2 (rejection sampling) stages.
+"""The SFT stages, SFT1 and SFT2: supervised fine-tuning with TRL's SFTTrainer, two configurations.
+
+python -m r1pipeline stage=sft1 run.dir=<run with cold_start> [stage.trainer.packing=true]
+python -m r1pipeline stage=sft2 run.dir=<run with rejection_sampling> [stage.trainer.packing=true]
+
+- `sft1` (R1 section 2.3.1): on the cold-start data, from the base model as in R1.
+- `sft2` (R1 section 2.3.3): on the rejection-sampled reasoning data plus non-reasoning data; as in the paper it
+  starts from the base model by default; `stage.init_from=sft1` continues from the cold-start model instead.
 
 Loss on the assistant turn only. SmolLM2's chat template (like many) has no `{% generation %}` markers, which
 `assistant_only_loss` needs, and TRL 1.16 can only patch templates it knows. So each `messages` row becomes TRL's
@@ -70,7 +77,7 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
             "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"), **monitor.report()}
 
 
-def run_sft_stage(cfg) -> dict:
+def run(cfg) -> dict:
     """A whole SFT stage (SFT1, SFT2): checks, the named dataset and start model, then training."""
     from r1pipeline.config import validate
 

@@ -1,4 +1,17 @@
-"""GRPO with TRL, shared by the R1-Zero and reasoning-RL stages: data, rewards, model, trainer, artifacts."""
+"""The GRPO stages, R1-Zero and reasoning RL: one algorithm (TRL's GRPOTrainer), two configurations.
+
+python -m r1pipeline stage=r1_zero [reward=...] [dataset=...] [stage.trainer.max_steps=...]
+python -m r1pipeline stage=reasoning_rl run.dir=<run with sft1> [stage.init_from=sft1] [stage.rewards=...]
+
+- `r1_zero` (R1 section 2.2): GRPO straight from the base model with verifiable rewards, no SFT first. Its reward
+  mix is the `reward` group (so `-m reward=a,b,c` sweeps it) unless `stage.rewards` sets one.
+- `reasoning_rl` (R1 section 2.3.2): GRPO from the SFT1 model with correctness (the dataset's own check), format and
+  language-consistency rewards. The stage carries its own mix (`stage.rewards`, pulled from conf/reward/ by its
+  defaults list), so a pipeline keeps R1-Zero's mix and this one side by side.
+
+`run` reads top to bottom: the input model, the prompts and the columns the mix reads, the reward-hacking audit,
+then the trainer (model, rewards, callbacks) and train -> save (r1pipeline/training.py).
+"""
 from __future__ import annotations
 
 import logging
@@ -91,7 +104,7 @@ def audit_rewards(cfg, train) -> dict | None:
     return run_audit(reward_cfg(cfg), train, f"{reward_field(cfg)}.audit")
 
 
-def run_grpo_stage(cfg) -> dict:
+def run(cfg) -> dict:
     """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, then training in the stage directory.
 
     Everything that can fail on bad input (config, named input stage, dataset columns) fails before the stage
