@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 
 from r1pipeline.errors import ConfigError
 
@@ -59,29 +60,40 @@ def check_sft(cfg) -> None:
                           "template; remove the field")
 
 
-def stage_inputs(stage) -> list[tuple[str, str]]:
-    """(field, stage name or 'base') for every input a stage config names: init_from, data_from, model_from."""
+# What a stage reads, `stage.inputs.<slot>: <stage name>`, and the output of that stage it means (stages/__init__.py).
+INPUT_SLOTS = {"model": "model", "models": "model", "dataset": "dataset"}
+
+
+def stage_inputs(stage) -> list[tuple[str, str, str | None]]:
+    """(field, stage name or 'base', the output it names) for every input in a stage's `inputs` block: a name, a list
+    of names (eval's `models`) or, for cold start, one name per generating method."""
     found = []
-    for field in ("init_from", "data_from", "model_from"):
-        value = stage.get(field)
+    for slot, value in (stage.get("inputs") or {}).items():
+        field, output = f"inputs.{slot}", INPUT_SLOTS.get(slot)
         if isinstance(value, str):
-            found.append((field, value))
-        elif value is not None:  # cold_start: one source model per generating method
-            found += [(f"{field}.{m}", value[m]) for m in stage.get("methods", []) if m in value]
-    found += [("models", m) for m in (stage.get("models") or [])]
+            found.append((field, value, output))
+        elif isinstance(value, Mapping):  # cold_start: the model each generating method samples
+            found += [(f"{field}.{m}", value[m], output) for m in stage.get("methods", []) if m in value]
+        elif value is not None:
+            found += [(field, name, output) for name in value]
     return found
 
 
 def check_inputs(cfg) -> None:
-    from r1pipeline.stages import STAGES
+    """Each input names `base` (models only: the model group) or a stage that produces what the slot reads."""
+    from r1pipeline.stages import producers
 
-    for field, name in stage_inputs(cfg.stage):
-        if name != "base" and (name not in STAGES or name in ("pipeline", "infer", "eval")):
-            raise ConfigError(f"stage.{field}: {name!r} is neither 'base' nor a stage with an output "
-                              f"({sorted(set(STAGES) - {'pipeline', 'infer', 'eval'})})")
+    for field, name, output in stage_inputs(cfg.stage):
+        if output is None:
+            raise ConfigError(f"stage.{field}: not an input; a stage reads {', '.join(INPUT_SLOTS)}")
+        if name == "base" and output == "model" or name in producers(output):
+            continue
+        what = "neither 'base' nor" if output == "model" else "not"
+        raise ConfigError(f"stage.{field}: {name!r} is {what} a stage that produces a {output} "
+                          f"({', '.join(producers(output))})")
     for method in cfg.stage.get("methods") or []:
-        if method in GENERATING_METHODS and method not in (cfg.stage.get("model_from") or {}):
-            raise ConfigError(f"stage.model_from.{method}: the {method} method needs a model to sample "
+        if method in GENERATING_METHODS and method not in (cfg.stage.inputs.get("model") or {}):
+            raise ConfigError(f"stage.inputs.model.{method}: the {method} method needs a model to sample "
                               f"(base or a stage name)")
 
 
@@ -210,7 +222,7 @@ def validate(cfg, devices: bool = True) -> None:
         check_hardware(cfg)
     check_rollout(cfg, devices)
     check_quantization(cfg.model, cfg.hardware.use_cpu)
-    if any(name == "base" for _, name in stage_inputs(cfg.stage)) or cfg.stage.name in ("pipeline", "eval"):
+    if any(name == "base" for _, name, _ in stage_inputs(cfg.stage)) or cfg.stage.name in ("pipeline", "eval"):
         check_model_path(cfg.model.path)
     if cfg.stage.name in GRPO_STAGES:
         check_grpo(cfg)

@@ -2,7 +2,7 @@
 
 A run directory holds one subdirectory per stage (`<run>/<stage>/`), each with a `manifest.json` saying what it
 read, its config, its final metrics and where its model/dataset is. A later stage names its input
-(`init_from: sft1`) and `resolve_stage_output` turns that into a path or says which stage to run first.
+(`inputs: {model: sft1}`) and `resolve_stage_output` turns that into a path or says which stage to run first.
 
 Under several processes every process runs a stage's frame (`execute_stage`): the main process alone writes files
 (each renamed into place, the complete manifest last) and every process waits at the end of the stage, so that the
@@ -75,7 +75,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "init_from/data_from") -> Path:
+def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "inputs.model") -> Path:
     """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run; `field` names the input."""
     d = stage_dir(cfg, stage)
     manifest = read_manifest(d)
@@ -99,7 +99,7 @@ def write_json(path: Path, obj) -> None:
         _write_atomic(Path(path), json.dumps(obj, indent=2, default=str))
 
 
-def input_model(cfg, name: str, field: str = "init_from") -> tuple[str, bool]:
+def input_model(cfg, name: str, field: str = "inputs.model") -> tuple[str, bool]:
     """(path, random_init) of the model a stage starts from: `base` = the model group, else an earlier stage's."""
     if name == "base":
         from r1pipeline.models import resolve_model_path

@@ -19,7 +19,7 @@ from r1pipeline.stages import run_stage
 
 
 # reasoning_rl from the r1_zero stage's model, one short step
-TINY_RL = ["model=tiny_random", "stage=reasoning_rl", "stage.init_from=r1_zero", "dataset.train_size=8",
+TINY_RL = ["model=tiny_random", "stage=reasoning_rl", "stage.inputs.model=r1_zero", "dataset.train_size=8",
            "dataset.test_size=4", "stage.trainer.max_steps=1", "stage.trainer.per_device_train_batch_size=4",
            "stage.trainer.num_generations=4", "stage.trainer.max_completion_length=8"]
 
@@ -71,7 +71,7 @@ def test_lora_stage_trains_the_adapter_only_and_hands_a_merged_model_on(tiny_cfg
     # The next stages take it as it is: a LoRA stage on top of it, and eval of both.
     rl = run_stage(compose_cfg([*TINY_RL, "model.lora.enabled=true", "model.lora.r=4", "tracking=none"], run_dir=run))
     assert rl["inputs"]["model"] == str(model_dir) and (run / "reasoning_rl" / "model" / "config.json").is_file()
-    ev = run_stage(compose_cfg(["model=tiny_random", "stage=eval", "stage.models=[r1_zero,reasoning_rl]",
+    ev = run_stage(compose_cfg(["model=tiny_random", "stage=eval", "stage.inputs.models=[r1_zero,reasoning_rl]",
                                 "stage.num_prompts=2", "stage.k=1", "stage.generation.max_new_tokens=4",
                                 "dataset.train_size=8", "dataset.test_size=4", "tracking=none"], run_dir=run))
     assert ev["inputs"]["models"] == {"r1_zero": str(model_dir), "reasoning_rl": str(run / "reasoning_rl" / "model")}

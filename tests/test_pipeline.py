@@ -70,7 +70,7 @@ def test_infer_answers_with_the_final_model(pipeline_run, tmp_path):
     run_dir, _ = pipeline_run
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "What is 3 + 4?"}) + "\n")
-    result = run_stage(compose_cfg(["model=tiny_random", "stage=infer", "stage.model_from=sft2",
+    result = run_stage(compose_cfg(["model=tiny_random", "stage=infer", "stage.inputs.model=sft2",
                                     f"stage.prompts_file={prompts}", "stage.generation.max_new_tokens=4"],
                                    run_dir=run_dir))
     assert result["model"] == str(run_dir / "sft2" / "model")

@@ -150,7 +150,7 @@ AUDIT_CASES = [
     # switched off in the reward group
     (["reward=tutorial5", "reward.audit=false"], [("INFO", "reward audit: skipped (reward.audit=false)")]),
     # switched off in a stage's own mix
-    (["stage=reasoning_rl", "stage.init_from=base", "stage.rewards.audit=false"],
+    (["stage=reasoning_rl", "stage.inputs.model=base", "stage.rewards.audit=false"],
      [("INFO", "reward audit: skipped (stage.rewards.audit=false)")]),
 ]
 

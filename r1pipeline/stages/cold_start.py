@@ -170,8 +170,8 @@ def check(cfg, columns: set[str]) -> None:
 def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
-    sources = {m: stage.model_from[m] for m in stage.methods if m in GENERATING}
-    paths = {name: input_model(cfg, name, "model_from") for name in set(sources.values())}  # fails early
+    sources = {m: stage.inputs.model[m] for m in stage.methods if m in GENERATING}
+    paths = {name: input_model(cfg, name, f"inputs.model.{m}") for m, name in sources.items()}  # fails early
     data = training_prompts(cfg) if sources else None
     check(cfg, set(data.column_names) if sources else set())
     inputs = {"models": {m: paths[src][0] for m, src in sources.items()}, "dataset": cfg.dataset.name}

@@ -1,7 +1,7 @@
 """Eval: held-out pass@1 (greedy and sampled) and maj@k, strict and format-free, each with a 95% interval over
 prompts, for the base model and every stage model of the run, on one or several benchmarks.
 
-python -m r1pipeline stage=eval run.dir=<run> [stage.models=[base,sft2]] [stage.datasets=[countdown,basic_arithmetic]]
+python -m r1pipeline stage=eval run.dir=<run> [stage.inputs.models=[base,sft2]] [stage.datasets=[countdown,basic_arithmetic]]
   [stage.k=8] [stage.greedy=false] [stage.num_prompts=200]
 
 Writes results.md (one table: a row per model, a column group per benchmark, then a generation table), results.csv
@@ -26,7 +26,7 @@ from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_d
 from r1pipeline.sampling import open_engine
 
 log = logging.getLogger(__name__)
-# Training stages in pipeline order; their models are compared when `stage.models` is null.
+# Training stages in pipeline order; their models are compared when `stage.inputs.models` is null.
 MODEL_STAGES = ("r1_zero", "sft1", "reasoning_rl", "sft2")
 RL_STAGES = ("r1_zero", "reasoning_rl")  # their reward curves go beside the scores in stages.png
 COLUMNS = ("model", "dataset", "path", "prompts", "k", *score_columns(), "mean_length", "tokens_per_s",
@@ -34,9 +34,9 @@ COLUMNS = ("model", "dataset", "path", "prompts", "k", *score_columns(), "mean_l
 
 
 def models_to_evaluate(cfg) -> list[str]:
-    """`stage.models`, or base plus every training stage of this run whose manifest says complete."""
-    if cfg.stage.models:
-        return list(cfg.stage.models)
+    """`stage.inputs.models`, or base plus every training stage of this run whose manifest says complete."""
+    if cfg.stage.inputs.models:
+        return list(cfg.stage.inputs.models)
     done = [s for s in MODEL_STAGES
             if (m := read_manifest(stage_dir(cfg, s))) and m.get("status") == "complete" and "model" in m["outputs"]]
     return ["base", *done]
@@ -120,7 +120,7 @@ def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
     names = models_to_evaluate(cfg)
-    paths = {name: input_model(cfg, name, "models") for name in names}  # fails early: "run stage X first"
+    paths = {name: input_model(cfg, name, "inputs.models") for name in names}  # fails early: "run stage X first"
     benches = benchmarks.load(cfg)  # every benchmark's rows and check, before any model loads
     inputs = {"models": {n: p for n, (p, _) in paths.items()}, "datasets": {b.name: len(b.data) for b in benches}}
 

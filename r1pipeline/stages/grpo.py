@@ -1,7 +1,7 @@
 """The GRPO stages, R1-Zero and reasoning RL: one algorithm (TRL's GRPOTrainer), two configurations.
 
 python -m r1pipeline stage=r1_zero [reward=...] [dataset=...] [stage.trainer.max_steps=...]
-python -m r1pipeline stage=reasoning_rl run.dir=<run with sft1> [stage.init_from=sft1] [stage.rewards=...]
+python -m r1pipeline stage=reasoning_rl run.dir=<run with sft1> [stage.inputs.model=sft1] [stage.rewards=...]
 
 - `r1_zero` (R1 section 2.2): GRPO straight from the base model with verifiable rewards, no SFT first. Its reward
   mix is the `reward` group (so `-m reward=a,b,c` sweeps it) unless `stage.rewards` sets one.
@@ -114,7 +114,7 @@ def run(cfg) -> dict:
     from r1pipeline.config import validate
 
     validate(cfg)
-    model_path, random_init = input_model(cfg, cfg.stage.init_from)  # "run stage X first" when missing
+    model_path, random_init = input_model(cfg, cfg.stage.inputs.model)  # "run stage X first" when missing
     data = prepare_data(cfg)
 
     def work(out: Path) -> dict:

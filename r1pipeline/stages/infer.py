@@ -1,8 +1,8 @@
 """Infer: batch-answer prompts from a file, or chat interactively, with the base model or any stage's model.
 
-python -m r1pipeline stage=infer run.dir=<run> stage.model_from=sft2 stage.prompts_file=prompts.txt
-python -m r1pipeline stage=infer run.dir=<run> stage.model_from=reasoning_rl      (interactive chat; empty line or
-                                                                                  EOF ends it)
+python -m r1pipeline stage=infer run.dir=<run> stage.inputs.model=sft2 stage.prompts_file=prompts.txt
+python -m r1pipeline stage=infer run.dir=<run> stage.inputs.model=reasoning_rl     (interactive chat;
+                                                                                        an empty line or EOF ends it)
 A prompts file is .txt (one prompt per line) or .jsonl (`prompt`: a string, or `messages`: a conversation, per line).
 Answers go to `<run>/infer/answers.jsonl` (appended, so several runs can share a run directory). A prompts file is
 split across the processes of the hardware profile like any generating stage; chat runs in one process.
@@ -58,7 +58,7 @@ def run(cfg) -> dict:
     if prompts is None and processes.state().num_processes > 1:
         raise ConfigError("stage.prompts_file: interactive chat runs in one process; give a prompts file to answer "
                           "it with several processes, or chat with hardware.num_processes=1")
-    path, random_init = input_model(cfg, stage.model_from, "model_from")
+    path, random_init = input_model(cfg, stage.inputs.model)
     out = stage_dir(cfg)
     if processes.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +74,8 @@ def run(cfg) -> dict:
                 stats = sampled.stats
         if processes.is_main_process():
             with answers.open("a") as f:
-                f.writelines(json.dumps({"model": stage.model_from, "messages": c}) + "\n" for c in conversations)
-        log.info("infer with %s (%s): %d conversations -> %s", stage.model_from, path, len(conversations), answers)
+                f.writelines(json.dumps({"model": stage.inputs.model, "messages": c}) + "\n" for c in conversations)
+        log.info("infer with %s (%s): %d conversations -> %s", stage.inputs.model, path, len(conversations), answers)
     processes.wait_for_everyone()
     return {"stage": "infer", "status": "complete", "model": path, "answers": str(answers),
             "conversations": conversations, "generation": stats}

@@ -41,7 +41,7 @@ def check_hand_off(cfg) -> None:
         if name not in cfg.stage or name in ("pipeline", "infer"):
             raise ConfigError(f"stage.order: {name!r} has no config block under stage (have: "
                               f"{[k for k in cfg.stage if isinstance(cfg.stage[k], DictConfig)]})")
-        for field, source in stage_inputs(cfg.stage[name]):
+        for field, source, _ in stage_inputs(cfg.stage[name]):
             if source != "base" and source not in order[:i] and not is_complete(cfg, source):
                 raise ConfigError(f"stage.{name}.{field}: {source!r} does not run before {name} in stage.order "
                                   f"{order} and has no complete output in {cfg.run.dir}; put {source} earlier or "

@@ -87,7 +87,7 @@ def sample_and_filter(cfg, engine, data, verifier) -> tuple[list[dict], dict, di
     prompts = [r["prompt"] for r in data]
     sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
     keep = RejectionFilter(stage.filters)
-    rows = [sft_row(row, s.response, "rejection_sampling", stage.model_from, s.score)
+    rows = [sft_row(row, s.response, "rejection_sampling", stage.inputs.model, s.score)
             for row, samples in zip(data, sampled.per_prompt) for s in samples
             if keep(task_messages(row["prompt"])[-1]["content"], s.response, s.score)]
     return rows, keep.stats(), sampled.stats
@@ -96,7 +96,7 @@ def sample_and_filter(cfg, engine, data, verifier) -> tuple[list[dict], dict, di
 def run(cfg) -> dict:
     validate(cfg)
     stage = cfg.stage
-    model_path, random_init = input_model(cfg, stage.model_from, "model_from")  # fails early: "run stage X first"
+    model_path, random_init = input_model(cfg, stage.inputs.model)  # fails early: "run stage X first"
     data = draw_prompts(build_dataset(cfg.dataset)["train"], stage.num_prompts, cfg.seed, stage.name)
     check(cfg, set(data.column_names))
 

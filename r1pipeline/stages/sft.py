@@ -5,7 +5,7 @@ python -m r1pipeline stage=sft2 run.dir=<run with rejection_sampling> [stage.tra
 
 - `sft1` (R1 section 2.3.1): on the cold-start data, from the base model as in R1.
 - `sft2` (R1 section 2.3.3): on the rejection-sampled reasoning data plus non-reasoning data; as in the paper it
-  starts from the base model by default; `stage.init_from=sft1` continues from the cold-start model instead.
+  starts from the base model by default; `stage.inputs.model=sft1` continues from the cold-start model instead.
 
 Loss on the assistant turn only. SmolLM2's chat template (like many) has no `{% generation %}` markers, which
 `assistant_only_loss` needs, and TRL 1.16 can only patch templates it knows. So each `messages` row becomes TRL's
@@ -82,7 +82,7 @@ def run(cfg) -> dict:
     from r1pipeline.config import validate
 
     validate(cfg)
-    dataset = resolve_stage_output(cfg, cfg.stage.data_from, "dataset", "data_from")
-    model_path, random_init = input_model(cfg, cfg.stage.init_from)
+    dataset = resolve_stage_output(cfg, cfg.stage.inputs.dataset, "dataset", "inputs.dataset")
+    model_path, random_init = input_model(cfg, cfg.stage.inputs.model)
     inputs = {"model": model_path, "dataset": str(dataset)}
     return execute_stage(cfg, inputs, lambda out: run_sft(cfg, out, dataset, model_path, random_init))
