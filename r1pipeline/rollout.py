@@ -21,7 +21,34 @@ import time
 
 import torch
 
+from r1pipeline.errors import ConfigError
+
 log = logging.getLogger(__name__)
+ENGINES = ("hf", "static", "vllm")
+
+
+def check(cfg) -> None:
+    """The `rollout` group: a known engine, a positive prompt bucket, and vLLM only where it can run (installed, on a
+    GPU profile; whether this machine has the GPU: config.check_devices)."""
+    import importlib.util
+
+    r = cfg.rollout
+    if r.engine not in ENGINES:
+        raise ConfigError(f"rollout.engine: {r.engine!r} is not an engine; choose one of {list(ENGINES)}")
+    bucket = r.get("prompt_bucket")
+    if bucket is not None and (not isinstance(bucket, int) or isinstance(bucket, bool) or bucket < 1):
+        raise ConfigError(f"rollout.prompt_bucket: {bucket!r} must be a positive number of tokens (e.g. 64) or null")
+    if r.engine == "static" and bucket is None:
+        raise ConfigError("rollout.prompt_bucket: the static engine needs a bucket (e.g. 64) so that compiled shapes "
+                          "repeat; set rollout.prompt_bucket=64 or use rollout=hf")
+    if r.engine != "vllm":
+        return
+    if cfg.hardware.use_cpu:
+        raise ConfigError(f"rollout=vllm: vLLM needs a CUDA GPU and hardware={cfg.hardware.name} runs on CPU; "
+                          f"use rollout=hf or rollout=static there")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("rollout=vllm: the vllm package is not installed; pip install 'r1pipeline[vllm]' "
+                          "(the vLLM version TRL 1.16 supports beside transformers 5.23), or use rollout=static")
 
 
 def grpo_rollout_args(rollout) -> dict:

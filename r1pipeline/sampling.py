@@ -20,11 +20,27 @@ from dataclasses import dataclass
 import torch
 
 from r1pipeline import processes
+from r1pipeline.errors import ConfigError
 from r1pipeline.generation import Params, Sequences, plan_batches, render, run_batches, throughput
 from r1pipeline.models import load_full_model, load_tokenizer
 from r1pipeline.rewards.text import prefill_text
+from r1pipeline.typecheck import number
 
 log = logging.getLogger(__name__)
+
+
+def check(cfg) -> None:
+    """What every generating stage checks: its `generation` block, and an engine that can sample its models."""
+    g, where = cfg.stage.generation, "stage.generation"
+    number(g.max_new_tokens, f"{where}.max_new_tokens", low=1, integer=True, example=256)
+    number(g.temperature, f"{where}.temperature", low=0, example=0.6)
+    number(g.top_p, f"{where}.top_p", low=0, high=1, example=0.95)
+    if g.top_p == 0:
+        raise ConfigError(f"{where}.top_p: 0 keeps no token; use a share in (0, 1], e.g. {where}.top_p=0.95")
+    number(g.batch_size, f"{where}.batch_size", low=1, integer=True, example=16)
+    if cfg.rollout.engine == "vllm" and cfg.model.random_init:
+        raise ConfigError("rollout=vllm: vLLM samples checkpoints from disk and model.random_init builds the weights "
+                          "in memory; use rollout=hf for random-weight models")
 
 
 @dataclass

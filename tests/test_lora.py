@@ -15,7 +15,7 @@ from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model
 from r1pipeline.rewards import register
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 
 
 # reasoning_rl from the r1_zero stage's model, one short step

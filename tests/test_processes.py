@@ -19,7 +19,7 @@ from r1pipeline.errors import ConfigError
 from r1pipeline.generation import Params, batch_seed, plan_batches, render, run_batches
 from r1pipeline.rundir import execute_stage
 from r1pipeline.sampling import open_engine, sample
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 
 
 @pytest.fixture(autouse=True)

@@ -159,7 +159,7 @@ AUDIT_CASES = [
 def test_grpo_stage_audits_its_mix_before_the_model_loads(tiny_cfg, no_model, caplog, overrides, expected):
     cfg = tiny_cfg(*overrides)
     with caplog.at_level(logging.INFO, logger="r1pipeline.reward_audit"), pytest.raises(ModelLoaded):
-        from r1pipeline.stages import run_stage
+        from r1pipeline.cli import run_stage
 
         run_stage(cfg)
     got = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "r1pipeline.reward_audit"]

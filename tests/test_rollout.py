@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import compose_cfg
 
-from r1pipeline.config import check_rollout, validate
+from r1pipeline import rollout
+from r1pipeline.config import check_devices, validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.rollout import copy_bandwidth, decode_bytes, grpo_rollout_args
 
@@ -66,12 +67,12 @@ def test_vllm_engine_names_the_missing_gpu_or_package(monkeypatch):
     cfg = compose_cfg(["rollout=vllm", "hardware.use_cpu=false"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"rollout=vllm: vLLM needs a CUDA GPU and none is visible"):
-        check_rollout(cfg)
+        check_devices(cfg)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
     with pytest.raises(ConfigError, match=r"the vllm package is not installed; pip install 'r1pipeline\[vllm\]'"):
-        check_rollout(cfg)
+        rollout.check(cfg)
 
 
 def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_dir):
@@ -104,7 +105,7 @@ def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_di
 
 
 def test_grpo_with_static_engine_logs_rollout_speed_against_the_bound(tiny_cfg):
-    from r1pipeline.stages import run_stage
+    from r1pipeline.cli import run_stage
 
     cfg = tiny_cfg("rollout=static", "stage.trainer.max_steps=1", "tracking=none")
     summary = run_stage(cfg)

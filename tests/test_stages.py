@@ -17,7 +17,7 @@ from conftest import compose_cfg
 from r1pipeline.rejection_filter import RejectionFilter, is_mixed_language, longest_paragraph
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards import register
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 from r1pipeline.stages.cold_start import clean_reasoning, refine
 
 TEMPLATE = "<think>\n{reasoning}\n\nSo the final answer is {answer}.\n</think>\n<answer>{answer}</answer>"

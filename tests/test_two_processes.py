@@ -14,7 +14,7 @@ import torch
 
 from conftest import ORDER, TINY_PIPELINE, compose_cfg
 from r1pipeline.data import build_dataset
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 from r1pipeline.stages.pipeline import stage_cfg
 
 REPO = Path(__file__).resolve().parent.parent

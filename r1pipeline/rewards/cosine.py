@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.accuracy import AccuracyReward
 from r1pipeline.rewards.registry import register
 from r1pipeline.rewards.text import completion_text
@@ -35,7 +36,7 @@ class CosineReward:
                  max_value_correct: float = 1.0, max_len: int = 1000, reference_column: str = "answer",
                  timeout_s: float = 5.0):
         if max_len <= 0:
-            raise ValueError(f"cosine.max_len: must be positive, got {max_len}")
+            raise ConfigError(f"cosine.max_len: must be positive, got {max_len}")
         self.min_value_wrong, self.max_value_wrong = float(min_value_wrong), float(max_value_wrong)
         self.min_value_correct, self.max_value_correct = float(min_value_correct), float(max_value_correct)
         self.max_len = int(max_len)

@@ -14,6 +14,7 @@ import urllib.request
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
 from r1pipeline.rewards.text import extract_answer, responses
 
@@ -95,20 +96,20 @@ class JudgeReward:
 
     def _check(self) -> None:
         if not self.url or not str(self.url).startswith(("http://", "https://")):
-            raise ValueError(f"url: {self.url!r} is not an http(s) URL; set reward.judge.url=http://HOST:PORT/v1 "
+            raise ConfigError(f"url: {self.url!r} is not an http(s) URL; set reward.judge.url=http://HOST:PORT/v1 "
                              f"(any OpenAI-compatible server) or the environment variable R1_JUDGE_URL")
         if not self.model:
-            raise ValueError("model: not set; set reward.judge.model=<name the server knows> or R1_JUDGE_MODEL")
+            raise ConfigError("model: not set; set reward.judge.model=<name the server knows> or R1_JUDGE_MODEL")
         unknown = {f for _, f, _, _ in string.Formatter().parse(self.rubric) if f} - FIELDS
         if unknown:
-            raise ValueError(f"rubric: unknown field(s) {sorted(unknown)}; use {sorted(FIELDS)}")
+            raise ConfigError(f"rubric: unknown field(s) {sorted(unknown)}; use {sorted(FIELDS)}")
         if "{reference}" in self.rubric and not self.reference_column:
-            raise ValueError("rubric: uses {reference} but reference_column is not set; name the dataset column")
+            raise ConfigError("rubric: uses {reference} but reference_column is not set; name the dataset column")
         for name, low in (("max_score", 0), ("timeout_s", 0), ("concurrency", 0), ("max_tokens", 0),
                           ("retries", -1), ("backoff_s", -1), ("cache_size", -1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= low:
-                raise ValueError(f"{name} must be {'> 0' if low == 0 else '>= 0'}, got {value!r}")
+                raise ConfigError(f"{name} must be {'> 0' if low == 0 else '>= 0'}, got {value!r}")
 
     def __call__(self, completions, prompts=None, **columns) -> list[float | None]:
         prompts = prompts if prompts is not None else [None] * len(completions)

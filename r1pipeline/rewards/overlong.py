@@ -1,6 +1,7 @@
 """`overlong`: DAPO's soft punishment of completions near or past the length limit."""
 from __future__ import annotations
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
 
 
@@ -19,7 +20,7 @@ class OverlongReward:
 
     def __init__(self, max_completion_length: int = 1024, buffer_length: int = 256):
         if not 0 < buffer_length <= max_completion_length:
-            raise ValueError(f"overlong.buffer_length: must be in (0, max_completion_length={max_completion_length}],"
+            raise ConfigError(f"overlong.buffer_length: must be in (0, max_completion_length={max_completion_length}],"
                              f" got {buffer_length}")
         self.max_completion_length, self.buffer_length = int(max_completion_length), int(buffer_length)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
 from r1pipeline.rewards.text import responses
 
@@ -21,7 +22,7 @@ class ReasoningStepsReward:
 
     def __init__(self, min_steps: int = 3):
         if min_steps < 1:
-            raise ValueError(f"reasoning_steps.min_steps: must be >= 1, got {min_steps}")
+            raise ConfigError(f"reasoning_steps.min_steps: must be >= 1, got {min_steps}")
         self.min_steps = int(min_steps)
 
     def __call__(self, completions, prompts=None, **kwargs) -> list[float]:

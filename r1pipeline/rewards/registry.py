@@ -21,6 +21,7 @@ import logging
 from collections.abc import Mapping
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.typecheck import check_value, hints
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,15 @@ def _validate_one(name: str, spec: dict, dataset_columns: set[str] | None, where
     weight = spec.pop("weight", 1.0)
     if not isinstance(weight, (int, float)):
         raise ConfigError(f"{where}.{name}.weight: must be a number, got {weight!r}")
-    params = params_of(REWARDS[name])
-    for key in spec:
+    params, types = params_of(REWARDS[name]), hints(REWARDS[name].__init__)
+    for key, value in spec.items():
         if key not in params:
             raise ConfigError(f"{where}.{name}.{key}: unknown parameter; {name} takes: weight"
                               + "".join(f", {p}" for p in params))
+        if key in types:  # values of the parameter's type; ranges are the constructor's to check, below
+            default = params[key].default
+            check_value(value, types[key], f"{where}.{name}.{key}",
+                        None if default in (inspect.Parameter.empty, None) else default)
     nested = getattr(REWARDS[name], "nested_checks", None)
     if nested:  # e.g. correct's `checks`: a verify list, validated as a mix of its own
         validate_reward_config(as_mix(spec.get(nested)), dataset_columns, f"{where}.{name}.{nested}")

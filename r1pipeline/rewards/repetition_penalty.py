@@ -1,6 +1,7 @@
 """`repetition_penalty`: repeated word n-grams in the completion."""
 from __future__ import annotations
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
 from r1pipeline.rewards.text import completion_text
 
@@ -18,9 +19,9 @@ class RepetitionPenaltyReward:
 
     def __init__(self, ngram_size: int = 3, max_penalty: float = -1.0):
         if max_penalty > 0:
-            raise ValueError(f"repetition_penalty.max_penalty: must be <= 0 (a penalty), got {max_penalty}")
+            raise ConfigError(f"repetition_penalty.max_penalty: must be <= 0 (a penalty), got {max_penalty}")
         if ngram_size < 1:
-            raise ValueError(f"repetition_penalty.ngram_size: must be >= 1, got {ngram_size}")
+            raise ConfigError(f"repetition_penalty.ngram_size: must be >= 1, got {ngram_size}")
         self.ngram_size, self.max_penalty = int(ngram_size), float(max_penalty)
 
     def penalty(self, text: str) -> float:

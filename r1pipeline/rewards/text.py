@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from r1pipeline.errors import ConfigError
+
 
 def completion_text(completion) -> str:
     """A completion is a string (plain prompts) or a list of messages (conversational prompts)."""
@@ -82,7 +84,7 @@ _EXPRESSION = re.compile(r"[\d\s+\-*/().=]+")
 def check_answer_from(value: str, reward: str) -> str:
     """The `answer_from` parameter of a verifying reward, checked (ValueError names the field and the choices)."""
     if value not in ANSWER_FROM:
-        raise ValueError(f"{reward}.answer_from: {value!r} is not one of {', '.join(ANSWER_FROM)}")
+        raise ConfigError(f"{reward}.answer_from: {value!r} is not one of {', '.join(ANSWER_FROM)}")
     return value
 
 

@@ -15,18 +15,19 @@ import json
 import logging
 import re
 
-from r1pipeline.config import GENERATING_METHODS as GENERATING
-from r1pipeline.config import validate
-from r1pipeline.data import build_dataset, draw_prompts, load_files
+from r1pipeline import sampling
+from r1pipeline.data import build_dataset, check_training_split, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
 from r1pipeline.rejection_filter import normalized
 from r1pipeline.rewards.text import extract_answer
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
 from r1pipeline.sampling import open_engine, sample, sft_row, task_messages
+from r1pipeline.typecheck import number
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
+GENERATING = ("r1_zero", "few_shot", "direct")  # the methods that sample a model
 METHODS = (*GENERATING, "load")
 TAGS = re.compile(r"</?(think|answer)>")
 ANSWER_LEAD = re.compile(r"^(so,?\s+)?(the\s+)?(final\s+)?answer\s+is\s*:?\s*", re.I)
@@ -156,24 +157,36 @@ def training_prompts(cfg):
     return draw_prompts(build_dataset(cfg.dataset)["train"], cfg.stage.num_prompts, cfg.seed, cfg.stage.name)
 
 
-def check(cfg, columns: set[str]) -> None:
+def check(cfg) -> None:
+    """The stage block: known methods, a model for each generating one, its check, sizes, and examples for few_shot;
+    the generation block and the dataset's training rows when a method samples."""
     stage = cfg.stage
     unknown = [m for m in stage.methods if m not in METHODS]
     if unknown or not stage.methods:
         raise ConfigError(f"stage.methods: {list(stage.methods)} must be a non-empty list of {list(METHODS)}")
-    if any(m in GENERATING for m in stage.methods):
-        check_verifier(stage.verify, columns)
     if "few_shot" in stage.methods and not stage.few_shot_examples:
         raise ConfigError("stage.few_shot_examples: the few_shot method needs at least one {question, response}")
+    if not any(m in GENERATING for m in stage.methods):
+        return
+    for method in (m for m in stage.methods if m in GENERATING):
+        if method not in (stage.inputs.get("model") or {}):
+            raise ConfigError(f"stage.inputs.model.{method}: the {method} method needs a model to sample "
+                              f"(base or a stage name)")
+    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
+    number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
+    number(stage.min_score, "stage.min_score", example=1.0)
+    check_verifier(stage.verify)
+    sampling.check(cfg)
+    check_training_split(cfg.dataset, stage.name)
 
 
 def run(cfg) -> dict:
-    validate(cfg)
     stage = cfg.stage
     sources = {m: stage.inputs.model[m] for m in stage.methods if m in GENERATING}
     paths = {name: input_model(cfg, name, f"inputs.model.{m}") for m, name in sources.items()}  # fails early
     data = training_prompts(cfg) if sources else None
-    check(cfg, set(data.column_names) if sources else set())
+    if sources:  # the columns the check reads, before any model loads
+        check_verifier(stage.verify, set(data.column_names))
     inputs = {"models": {m: paths[src][0] for m, src in sources.items()}, "dataset": cfg.dataset.name}
 
     def work(out):

@@ -17,13 +17,14 @@ import csv
 import json
 import logging
 
-from r1pipeline import benchmarks, tracking
-from r1pipeline.config import validate
+from r1pipeline import benchmarks, sampling, tracking
+from r1pipeline.errors import ConfigError
 from r1pipeline.evaluation import READINGS, evaluate, score_columns
 from r1pipeline.plots import plot_stage_comparison, plot_stages
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_dir
 from r1pipeline.sampling import open_engine
+from r1pipeline.typecheck import flag, number
 
 log = logging.getLogger(__name__)
 # Training stages in pipeline order; their models are compared when `stage.inputs.models` is null.
@@ -31,6 +32,30 @@ MODEL_STAGES = ("r1_zero", "sft1", "reasoning_rl", "sft2")
 RL_STAGES = ("r1_zero", "reasoning_rl")  # their reward curves go beside the scores in stages.png
 COLUMNS = ("model", "dataset", "path", "prompts", "k", *score_columns(), "mean_length", "tokens_per_s",
            "bound_tokens_per_s")
+
+
+def check(cfg) -> None:
+    """Eval scores something (a greedy pass, k samples, or both), with a usable bootstrap, on benchmarks that compose
+    and whose check reads answers strictly and format-free (r1pipeline/benchmarks.py); the base model loads when no
+    list of models is given (base is then evaluated first)."""
+    from r1pipeline.models import check_model_path
+
+    s = cfg.stage
+    if not isinstance(s.k, int) or isinstance(s.k, bool) or s.k < 0:
+        raise ConfigError(f"stage.k: {s.k!r} must be a number of samples per prompt, 0 (no sampling) or more")
+    flag(s.greedy, "stage.greedy")
+    if s.k == 0 and not s.greedy:
+        raise ConfigError("stage.k: 0 with stage.greedy=false leaves nothing to score; set stage.greedy=true (one "
+                          "greedy answer per prompt) or stage.k to 1 or more (sampled answers per prompt)")
+    number(s.num_prompts, "stage.num_prompts", low=1, integer=True, example=50)
+    number(s.min_score, "stage.min_score", example=1.0)
+    if not isinstance(s.bootstrap.resamples, int) or s.bootstrap.resamples < 100:
+        raise ConfigError(f"stage.bootstrap.resamples: {s.bootstrap.resamples!r} is too few for a 95% interval; "
+                          f"use 1000 or more (2000 is the default)")
+    if not s.inputs.models:
+        check_model_path(cfg.model.path)
+    sampling.check(cfg)
+    benchmarks.check(cfg)
 
 
 def models_to_evaluate(cfg) -> list[str]:
@@ -117,7 +142,6 @@ def write_outputs(out, rows: list[dict], samples: list[dict], table: str, cfg) -
 
 
 def run(cfg) -> dict:
-    validate(cfg)
     stage = cfg.stage
     names = models_to_evaluate(cfg)
     paths = {name: input_model(cfg, name, "inputs.models") for name in names}  # fails early: "run stage X first"

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from r1pipeline import callbacks as cb
-from r1pipeline.data import build_dataset
+from r1pipeline.data import build_dataset, check_training_split
+from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
@@ -31,9 +32,35 @@ from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model
 from r1pipeline.tracking import tracking_callbacks
+from r1pipeline.typecheck import check_fields
 from r1pipeline.training import common_args, train_and_save
 
 log = logging.getLogger(__name__)
+
+
+def check(cfg) -> None:
+    """The stage block: trainer fields of trl.GRPOConfig holding values of their types, groups of at least two
+    completions that divide the generation batch, the reward mix, and a dataset with training rows."""
+    from trl import GRPOConfig
+
+    t = cfg.stage.trainer
+    check_fields(t, GRPOConfig, "stage.trainer")
+    g = t.get("num_generations", 8)
+    if g is None or g < 2:
+        raise ConfigError(f"stage.trainer.num_generations: {g} is too small; GRPO needs groups of at least 2 "
+                          f"completions per prompt to compute an advantage (try 4 or 8)")
+    per_device = t.get("per_device_train_batch_size", 8)
+    steps = t.get("steps_per_generation") or t.get("gradient_accumulation_steps", 1)
+    batch = per_device * cfg.hardware.num_processes * steps
+    if batch % g:
+        raise ConfigError(
+            f"stage.trainer.per_device_train_batch_size: the generation batch ({per_device} per device x "
+            f"{cfg.hardware.num_processes} processes x {steps} steps = {batch}) must be divisible by "
+            f"num_generations={g}; set per_device_train_batch_size to a multiple of {g}")
+    if t.get("max_completion_length", 1) < 1:
+        raise ConfigError("stage.trainer.max_completion_length: must be at least 1")
+    validate_reward_config(reward_cfg(cfg), where=reward_field(cfg))
+    check_training_split(cfg.dataset, cfg.stage.name)
 
 
 def grpo_args(cfg, out: Path, reward_weights: list[float]):
@@ -105,15 +132,13 @@ def audit_rewards(cfg, train) -> dict | None:
 
 
 def run(cfg) -> dict:
-    """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, then training in the stage directory.
+    """A whole GRPO stage (R1-Zero, reasoning RL): input model, data, then training in the stage directory.
 
-    Everything that can fail on bad input (config, named input stage, dataset columns) fails before the stage
-    directory is created or a model loads. The reward audit runs in the stage directory (its warnings land in
-    log.txt) before the model loads, and its report goes into summary.json and the manifest (`metrics.reward_audit`).
+    Everything that can fail on bad input (named input stage, dataset columns; the config was validated before)
+    fails before the stage directory is created or a model loads. The reward audit runs in the stage directory (its
+    warnings land in log.txt) before the model loads, and its report goes into summary.json and the manifest
+    (`metrics.reward_audit`).
     """
-    from r1pipeline.config import validate
-
-    validate(cfg)
     model_path, random_init = input_model(cfg, cfg.stage.inputs.model)  # "run stage X first" when missing
     data = prepare_data(cfg)
 

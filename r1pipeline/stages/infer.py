@@ -14,8 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from r1pipeline import processes
-from r1pipeline.config import validate
+from r1pipeline import processes, sampling
 from r1pipeline.errors import ConfigError
 from r1pipeline.logs import stage_logging
 from r1pipeline.rundir import input_model, stage_dir
@@ -24,10 +23,19 @@ from r1pipeline.sampling import open_engine, sample
 log = logging.getLogger(__name__)
 
 
+def check(cfg) -> None:
+    """A prompts file that exists (chat, without one, runs in one process), and the generation block."""
+    path = cfg.stage.prompts_file
+    if path is None and cfg.hardware.num_processes > 1:
+        raise ConfigError("stage.prompts_file: interactive chat runs in one process; give a prompts file to answer "
+                          "it with several processes, or chat with hardware.num_processes=1")
+    if path is not None and not Path(path).expanduser().is_file():
+        raise ConfigError(f"stage.prompts_file: {path} does not exist; give a .txt or .jsonl file")
+    sampling.check(cfg)
+
+
 def read_prompts(path: str, system: str | None) -> list[list[dict]]:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"stage.prompts_file: {path} does not exist; give a .txt or .jsonl file")
     lines = [line for line in p.read_text().splitlines() if line.strip()]
     head = [{"role": "system", "content": system}] if system else []
     if p.suffix == ".jsonl":
@@ -52,12 +60,8 @@ def chat(engine, cfg, stream_in=sys.stdin, stream_out=sys.stdout) -> list[dict]:
 
 
 def run(cfg) -> dict:
-    validate(cfg)
     stage = cfg.stage
     prompts = read_prompts(stage.prompts_file, stage.system) if stage.prompts_file else None
-    if prompts is None and processes.state().num_processes > 1:
-        raise ConfigError("stage.prompts_file: interactive chat runs in one process; give a prompts file to answer "
-                          "it with several processes, or chat with hardware.num_processes=1")
     path, random_init = input_model(cfg, stage.inputs.model)
     out = stage_dir(cfg)
     if processes.is_main_process():

@@ -28,10 +28,22 @@ from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.rundir import execute_stage, input_model, resolve_stage_output
 from r1pipeline.tracking import tracking_callbacks
+from r1pipeline.typecheck import check_fields
 from r1pipeline.training import common_args, train_and_save
 
 log = logging.getLogger(__name__)
 HEADLINE = ("loss", "mean_token_accuracy", "entropy", "num_tokens", "grad_norm", "step_time")
+
+
+def check(cfg) -> None:
+    """The stage block: trainer fields of trl.SFTConfig holding values of their types."""
+    from trl import SFTConfig
+
+    check_fields(cfg.stage.trainer, SFTConfig, "stage.trainer")
+    if cfg.stage.trainer.get("assistant_only_loss"):
+        raise ConfigError("stage.trainer.assistant_only_loss: not used; SFT stages train on the final assistant turn "
+                          "through the prompt/completion format (completion_only_loss), which works with any chat "
+                          "template; remove the field")
 
 
 def prompt_completion(dataset_path: Path) -> Dataset:
@@ -78,10 +90,7 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
 
 
 def run(cfg) -> dict:
-    """A whole SFT stage (SFT1, SFT2): checks, the named dataset and start model, then training."""
-    from r1pipeline.config import validate
-
-    validate(cfg)
+    """A whole SFT stage (SFT1, SFT2): the named dataset and start model, then training."""
     dataset = resolve_stage_output(cfg, cfg.stage.inputs.dataset, "dataset", "inputs.dataset")
     model_path, random_init = input_model(cfg, cfg.stage.inputs.model)
     inputs = {"model": model_path, "dataset": str(dataset)}
