@@ -48,7 +48,7 @@ def check(dcfg, where: str = "dataset") -> None:
     if not isinstance(prompt.get("user_template"), str):
         raise ConfigError(f"{where}.prompt.user_template: must be a string with the row's columns in braces, e.g. "
                           f"'{{question}}'")
-    for key in ("system", "prefill"):
+    for key in ("system", "example", "prefill"):
         if prompt.get(key) is not None and not isinstance(prompt[key], str):
             raise ConfigError(f"{where}.prompt.{key}: {prompt[key]!r} must be a string or null")
 
@@ -68,11 +68,15 @@ def template_fields(template: str) -> set[str]:
 
 
 def make_prompt(row: dict, prompt_cfg) -> list[dict]:
-    """The R1-Zero conversation for one row: system prompt, user turn from the template, optional prefill."""
+    """The R1-Zero conversation for one row: system prompt (and its worked example), user turn from the template,
+    optional prefill."""
     values = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
     messages = []
-    if prompt_cfg.system:
-        messages.append({"role": "system", "content": prompt_cfg.system})
+    system = prompt_cfg.system
+    if prompt_cfg.get("example"):  # a worked example, shown after the system prompt
+        system = f"{system}\nExample:\n{prompt_cfg.example}"
+    if system:
+        messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": prompt_cfg.user_template.format(**values)})
     if prompt_cfg.prefill:
         messages.append({"role": "assistant", "content": prompt_cfg.prefill})
