@@ -48,12 +48,27 @@ def normalized(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+class Dedupe:
+    """Each response once per prompt; case and whitespace do not make a new one (rejection sampling's filter and
+    cold start's rewritten rows)."""
+
+    def __init__(self):
+        self.seen: set[tuple[str, str]] = set()
+
+    def first(self, prompt_key: str, response: str) -> bool:
+        """True the first time `response` comes for `prompt_key`, False for a repeat."""
+        key = (prompt_key, normalized(response))
+        new = key not in self.seen
+        self.seen.add(key)
+        return new
+
+
 class RejectionFilter:
     """Decides keep/drop for each sample and counts why; `filters` is the stage's `filters:` block."""
 
     def __init__(self, filters):
         self.cfg = filters
-        self.seen: set[tuple[str, str]] = set()
+        self.dedupe = Dedupe()
         self.dropped: Counter = Counter({r: 0 for r in DROP_REASONS})
         self.kept = 0
 
@@ -67,10 +82,8 @@ class RejectionFilter:
             return "code_block"
         if c.max_paragraph_chars and longest_paragraph(response) > c.max_paragraph_chars:
             return "long_paragraph"
-        key = (prompt_key, normalized(response))
-        if c.dedupe and key in self.seen:
+        if c.dedupe and not self.dedupe.first(prompt_key, response):
             return "duplicate"
-        self.seen.add(key)
         return None
 
     def __call__(self, prompt_key: str, response: str, score: float) -> bool:

@@ -19,7 +19,7 @@ from r1pipeline import sampling
 from r1pipeline.data import build_dataset, check_training_split, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
-from r1pipeline.rejection_filter import normalized
+from r1pipeline.rejection_filter import Dedupe
 from r1pipeline.rewards.text import extract_answer
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
 from r1pipeline.sampling import open_engine, sample, sft_row, task_messages
@@ -102,17 +102,15 @@ def generated_rows(method: str, model_name: str, engine, data, verifier, cfg) ->
     stage = cfg.stage
     prompts = [method_prompt(method, r["prompt"], stage) for r in data]
     sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
-    rows, seen, verified = [], set(), 0
+    rows, dedupe, verified = [], Dedupe(), 0
     for row, prompt, samples in zip(data, prompts, sampled.per_prompt):
         for s in samples:
             if s.score < stage.min_score:
                 continue
             verified += 1
             readable = refine(s.response, stage.template, verifier.answers([prompt], [s.text])[0])
-            key = (task_messages(row["prompt"])[-1]["content"], normalized(readable or ""))
-            if readable is None or key in seen:
+            if readable is None or not dedupe.first(task_messages(row["prompt"])[-1]["content"], readable):
                 continue
-            seen.add(key)
             rows.append(sft_row(row, readable, method, model_name, s.score))
     stats = {"prompts": len(prompts), "samples": sum(map(len, sampled.per_prompt)), "verified": verified,
              "kept": len(rows), "generation": sampled.stats}
