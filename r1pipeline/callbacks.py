@@ -13,6 +13,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from r1pipeline.rewards.text import completion_text, last_user_text, prefill_text
+
 log = logging.getLogger(__name__)
 # Step lines go to the console through the progress bar and to the stage log through this logger only.
 STEP_LOG = logging.getLogger("r1pipeline.steps")
@@ -71,8 +73,8 @@ class SampleRecorder:
         if key != self._key:  # a new batch: the first reward to see it opens the rows
             self._key = key
             prompts = prompts if prompts is not None else [None] * len(completions)
-            self.rows.extend({"step": step + 1, "prompt": _last_user_text(p), "completion": _text(c), "rewards": {}}
-                             for p, c in list(zip(prompts, completions))[: self.per_step])
+            self.rows.extend({"step": step + 1, "prompt": _prompt_text(p), "completion": completion_text(c),
+                              "rewards": {}} for p, c in list(zip(prompts, completions))[: self.per_step])
             self._open = self.rows[-min(self.per_step, len(completions)):] if completions else []
         for row, score in zip(self._open, scores):
             row["rewards"][name] = score
@@ -102,18 +104,10 @@ class SamplesJsonl(TrainerCallback):
         self._flush(state)
 
 
-def _text(messages) -> str:
-    if isinstance(messages, str):
-        return messages
-    return "".join(str(m.get("content", "")) for m in (messages if messages is not None else []))
-
-
-def _last_user_text(messages) -> str:
-    if isinstance(messages, str) or messages is None:
-        return messages or ""
-    users = [m for m in messages if m.get("role") == "user"]
-    prefill = messages[-1]["content"] if messages and messages[-1].get("role") == "assistant" else ""
-    return (users[-1]["content"] if users else "") + (f"\n[assistant prefill] {prefill}" if prefill else "")
+def _prompt_text(prompt) -> str:
+    """What samples.jsonl shows of a prompt: its last user turn, and the assistant prefill the model continued."""
+    prefill = prefill_text(prompt)
+    return last_user_text(prompt) + (f"\n[assistant prefill] {prefill}" if prefill else "")
 
 
 def format_step_line(logs: dict, step: int, max_steps: int) -> str:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import extract_answer, responses
+from r1pipeline.rewards.text import extract_answer, last_user_text, responses
 
 log = logging.getLogger(__name__)
 SYSTEM = "You are a strict grader."
@@ -48,13 +48,6 @@ def parse_score(reply: str, max_score: float) -> float:
     if not 0 <= value <= max_score:
         raise JudgeError(f"score {value:g} is outside [0, {max_score:g}]", retry=False)
     return value / max_score
-
-
-def last_user_text(prompt) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    users = [m.get("content", "") for m in prompt or [] if isinstance(m, dict) and m.get("role") == "user"]
-    return str(users[-1]) if users else ""
 
 
 @register("judge")
