@@ -58,17 +58,19 @@ class JsonlMetrics(TrainerCallback):
 
 
 class SampleRecorder:
-    """Keeps the first `per_step` completions of each scored batch with every reward's score.
+    """Sees every scored batch of a GRPO stage: the configured rewards (wrapped in `SafeReward`) report to it as they
+    score one. It keeps the first `per_step` completions of each batch with every reward's score (`SamplesJsonl`
+    writes them at each log), and logs each of `batch_metrics` ({name: f(completions, prompts) -> float}) once per
+    batch through TRL's `log_metric`, which averages it over the logging step and the processes like TRL's own
+    metrics. This uses only TRL's public reward-function contract, not trainer internals."""
 
-    The configured rewards (wrapped in `SafeReward`) report to it as they score a batch; `SamplesJsonl` writes what it
-    holds at each log. This uses only TRL's public reward-function contract, not trainer internals."""
-
-    def __init__(self, per_step: int):
+    def __init__(self, per_step: int, batch_metrics: dict | None = None):
         self.per_step = per_step
+        self.batch_metrics = dict(batch_metrics or {})
         self.rows: list[dict] = []
         self._key = None
 
-    def record(self, name: str, step: int, prompts, completions, scores) -> None:
+    def record(self, name: str, step: int, prompts, completions, scores, log_metric=None) -> None:
         key = (step, id(completions))
         if key != self._key:  # a new batch: the first reward to see it opens the rows
             self._key = key
@@ -76,6 +78,9 @@ class SampleRecorder:
             self.rows.extend({"step": step + 1, "prompt": _prompt_text(p), "completion": completion_text(c),
                               "rewards": {}} for p, c in list(zip(prompts, completions))[: self.per_step])
             self._open = self.rows[-min(self.per_step, len(completions)):] if completions else []
+            if log_metric is not None and completions:
+                for metric, measure in self.batch_metrics.items():
+                    log_metric(metric, measure(completions, prompts))
         for row, score in zip(self._open, scores):
             row["rewards"][name] = score
 

@@ -190,17 +190,23 @@ class Boom:
         return [0.5] * len(completions)
 
 
-def test_safe_reward_logs_min_max_errors_and_format_compliance():
-    funcs, _ = build_rewards({"format": {"weight": 1.0}, "tag_count": {"weight": 0.5}})
+def test_safe_reward_logs_min_max_errors_and_the_recorder_format_compliance_once_per_batch():
+    from r1pipeline.callbacks import SampleRecorder
+    from r1pipeline.rewards.format import format_compliance
+
+    recorder = SampleRecorder(2, batch_metrics={"format_compliance": format_compliance})
+    funcs, _ = build_rewards({"tag_count": {"weight": 0.5}, "format": {"weight": 1.0}}, recorder=recorder)
     logged = []
     texts = [" a</think><answer>16</answer>", " a</think>", "no tags", " b</think><answer>1</answer>"]
-    for f in funcs:
-        f([[{"role": "assistant", "content": t}] for t in texts], prompts=[PROMPT] * 4,
-          log_metric=lambda k, v: logged.append((k, v)))
-    assert logged == [("rewards/format/errors", 0.0), ("rewards/format/min", 0.0), ("rewards/format/max", 1.0),
-                      ("format_compliance", 0.5),
-                      ("rewards/tag_count/errors", 0.0), ("rewards/tag_count/min", 0.25),  # the prefill's <think>
-                      ("rewards/tag_count/max", 1.0)]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    for f in funcs:  # TRL hands every reward the same batch
+        f(completions, prompts=[PROMPT] * 4, log_metric=lambda k, v: logged.append((k, v)))
+    # format compliance does not depend on the mix's order or on a format reward in it: the recorder logs it
+    assert logged == [("rewards/tag_count/errors", 0.0), ("rewards/tag_count/min", 0.25),  # the prefill's <think>
+                      ("rewards/tag_count/max", 1.0), ("format_compliance", 0.5),
+                      ("rewards/format/errors", 0.0), ("rewards/format/min", 0.0), ("rewards/format/max", 1.0)]
+    assert [r["rewards"] for r in recorder.drain()] == [{"tag_count": 1.0, "format": 1.0},
+                                                        {"tag_count": 0.5, "format": 0.0}]
 
 
 def test_safe_reward_counts_errors_per_sample():

@@ -23,3 +23,10 @@ class FormatReward:
             ok = m is not None and (not self.require_nonempty or (m.group(1).strip() and m.group(2).strip()))
             out.append(1.0 if ok else 0.0)
         return out
+
+
+def format_compliance(completions, prompts=None) -> float:
+    """Share of completions that the strict `format` reward accepts: the `format_compliance` metric every GRPO step
+    logs, whichever rewards its mix holds (r1pipeline/stages/grpo.py)."""
+    scores = FormatReward()(completions, prompts=prompts)
+    return sum(scores) / len(scores) if scores else 0.0

@@ -147,13 +147,14 @@ def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None
 
 
 def build_rewards(reward_cfg: Mapping, recorder=None):
-    """Instantiate a validated mix. Returns (list of safe reward callables, list of weights)."""
+    """Instantiate a validated mix. Returns (list of safe reward callables, list of weights); every scored batch is
+    reported to `recorder` (callbacks.SampleRecorder) when one is given."""
     from r1pipeline.rewards.safety import SafeReward
 
     validate_reward_config(reward_cfg)
     funcs, weights = [], []
-    for i, (name, spec) in enumerate(rewards_of(reward_cfg).items()):
+    for name, spec in rewards_of(reward_cfg).items():
         spec = dict(spec or {})
         weights.append(float(spec.pop("weight", 1.0)))
-        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder, report_format=i == 0))
+        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder))
     return funcs, weights

@@ -28,6 +28,7 @@ from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
+from r1pipeline.rewards.format import format_compliance
 from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model
@@ -101,7 +102,7 @@ def prepare_data(cfg):
 def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`."""
     t0 = time.time()
-    recorder = cb.SampleRecorder(cfg.run.samples_per_log)
+    recorder = cb.SampleRecorder(cfg.run.samples_per_log, batch_metrics={"format_compliance": format_compliance})
     funcs, weights = build_rewards(reward_cfg(cfg), recorder=recorder)
     tok = load_tokenizer(model_path)
     # The trainer config comes first: under ZeRO-3 it makes from_pretrained load the weights already partitioned.
