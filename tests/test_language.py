@@ -1,6 +1,6 @@
 """Language consistency by language, not script: R1's reward (the share of chain-of-thought words in the target
 language) on mixed texts in several language pairs, the word count of scripts without spaces, short and ambiguous
-text."""
+text, and the rejection filter's mixed-language check agreeing with the reward on the same table."""
 from __future__ import annotations
 
 import pickle
@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import compose_cfg
+from r1pipeline.cot import is_mixed_language
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards import validate_reward_config
 from r1pipeline.rewards.language import (DEFAULT_LANGUAGES, LanguageConsistencyReward, chain_of_thought, detector,
@@ -118,6 +119,46 @@ def test_an_unclosed_think_block_counts():
     # truncated generation: what follows <think> is the chain of thought; 2 English words, 1 Chinese word
     assert reward_of(EN, " First divide 一", {}, closed=False) == pytest.approx(2 / 3)
     assert chain_of_thought("Let me solve this.\n<think> First divide 一") == " First divide 一"
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.95])
+@pytest.mark.parametrize("prompt,cot,params,expected", [c for c in CASES if "language" not in c[2]],
+                         ids=[i for i, c in zip(IDS, CASES) if "language" not in c[2]])
+def test_the_rejection_filter_agrees_with_the_reward(prompt, cot, params, expected, threshold):
+    """One definition: mixed = the reward's score below the filter's `min_language_share`, for a chain of thought
+    with words and a prompt in a candidate language (an empty or math-only one is not mixed)."""
+    reward = LanguageConsistencyReward(**params)
+    response = "Let me solve this step by step.\n<think>" + cot + "</think><answer>16</answer>"
+    score = reward([[{"role": "assistant", "content": response}]], prompts=[[prompt[0]]])[0]
+    has_words = bool(words(prose(cot)))
+    mixed = is_mixed_language(response, user_text(prompt), threshold, reward.languages)
+    if score is None:  # no target in the prompt: the filter reads the chain of thought's own main language instead
+        assert mixed is False
+    else:
+        assert mixed is (has_words and score < threshold)
+
+
+@pytest.mark.parametrize("response,prompt,mixed", [
+    # one language
+    ("<think>Let x = 3; then 2x = 6.</think>", "Solve 2x = 6 for x, please.", False),
+    # a whole chain of thought in French under an English prompt: not the prompt's language
+    ("<think>D'abord, on additionne les deux nombres, puis on multiplie la somme par deux.</think>",
+     "Using the numbers [3, 5, 2], create an equation that equals 16.", True),
+    # English with a Chinese tail: 5 of 8 words
+    ("<think>We add them: 3 + 5 = 8, 所以答案是八</think>", "Add the numbers 3 and 5 together.", True),
+    # one Chinese word beside 21 English ones is under 5 %: kept
+    ("<think>The answer to this question is eight, which is written 八 in Chinese, and that is all we need to say "
+     "here.</think>",
+     "What is five plus three? Answer in one word.", False),
+    # prompt without words (a test key): the chain of thought's own main language is the reference
+    ("<think>First add 3 and 5. 然后乘以二 得到十六。</think>", "p2", True),
+    ("<think>计算 3 加 5 等于 8</think>", "p1", False),
+    # no chain of thought, or only math: nothing is mixed
+    ("", "Add the numbers 3 and 5 together.", False),
+    ("<think>3 + 5 = 8</think>", "Add the numbers 3 and 5 together.", False),
+])
+def test_mixed_language(response, prompt, mixed):
+    assert is_mixed_language(response, prompt, 0.95) is mixed
 
 
 @pytest.mark.parametrize("text,counts", [
