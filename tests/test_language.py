@@ -173,7 +173,7 @@ def test_mixed_language(response, prompt, mixed):
     ("Let $x^2$ be \\frac{a}{b}, so y = 2x <answer>", [("Latin", 1), ("Latin", 1), ("Latin", 1)]),
 ])
 def test_words(text, counts):
-    assert [(w.script, w.count) for w in words(prose(text))] == counts
+    assert [(w.script, w.n_words) for w in words(prose(text))] == counts
 
 
 @pytest.mark.parametrize("prompt,languages", [

@@ -81,7 +81,7 @@ class Word(NamedTuple):
     start: int      # character offsets in the prose (the text with math and tags blanked out)
     end: int
     script: str
-    count: int      # how many words it counts for (more than 1 for a run of an unspaced script)
+    n_words: int    # how many words it counts for (more than 1 for a run of an unspaced script)
 
 
 def prose(text: str) -> str:
@@ -148,7 +148,7 @@ def _code(language) -> str:
 
 
 class Section(NamedTuple):
-    count: int          # words in it
+    n_words: int        # words in it
     code: str | None    # lingua's language for it; None: no candidate writes its script
     text: str
 
@@ -164,7 +164,7 @@ def sections(text: str, codes: tuple[str, ...]) -> list[Section]:
         counts = [0] * (len(found) + 1)  # the last: words in no section (a script no candidate writes)
         for w in run:
             at = w.start - begin
-            counts[next((i for i, s in enumerate(found) if s.start_index <= at < s.end_index), -1)] += w.count
+            counts[next((i for i, s in enumerate(found) if s.start_index <= at < s.end_index), -1)] += w.n_words
         out += [Section(n, _code(s.language), chunk[s.start_index:s.end_index]) for s, n in zip(found, counts) if n]
         out += [Section(counts[-1], None, "")] if counts[-1] else []
     return out
@@ -186,10 +186,10 @@ def target_share(cot: str, targets: tuple[str, ...], codes: tuple[str, ...]) -> 
     """Share of the chain of thought's words in a target language (the best of `targets`, the languages the prompt
     may be read as); None when it has no words (only math or numbers)."""
     found, det, confidences = sections(cot, codes), detector(codes), {}
-    total = sum(s.count for s in found)
+    total = sum(s.n_words for s in found)
     if not total:
         return None
-    return max(sum(s.count for s in found if _counts_for(det, s, t, confidences)) for t in targets) / total
+    return max(sum(s.n_words for s in found if _counts_for(det, s, t, confidences)) for t in targets) / total
 
 
 def prompt_languages(text: str, codes: tuple[str, ...]) -> tuple[str, ...]:
@@ -203,7 +203,7 @@ def prompt_languages(text: str, codes: tuple[str, ...]) -> tuple[str, ...]:
         ranked = det.compute_language_confidence_values(text[run[0].start:run[-1].end])  # best first
         for c in ranked:
             if c.value > 0 and ranked[0].value - c.value < MIN_MARGIN:
-                counts[_code(c.language)] += sum(w.count for w in run)
+                counts[_code(c.language)] += sum(w.n_words for w in run)
     most = max(counts.values(), default=0)
     return tuple(sorted(code for code, n in counts.items() if n == most))
 
