@@ -8,31 +8,23 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from r1pipeline.rewards.language import DEFAULT_LANGUAGES, chain_of_thought, prompt_languages, target_share
 
-# Letter ranges of the scripts a chain of thought may drift between. Digits, punctuation and math symbols count
-# for none, so "x = 3" is not evidence of any language.
-SCRIPTS = {
-    "latin": re.compile(r"[A-Za-z\u00C0-\u024F]"),
-    "cjk": re.compile(r"[\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF]"),
-    "cyrillic": re.compile(r"[\u0400-\u04FF]"),
-    "arabic": re.compile(r"[\u0600-\u06FF]"),
-    "hebrew": re.compile(r"[\u0590-\u05FF]"),
-    "devanagari": re.compile(r"[\u0900-\u097F]"),
-    "thai": re.compile(r"[\u0E00-\u0E7F]"),
-}
 # The order in which drop reasons are checked; a sample is counted under the first one it fails.
 DROP_REASONS = ("wrong", "mixed_language", "code_block", "long_paragraph", "duplicate")
 
 
-def script_shares(text: str) -> dict[str, float]:
-    counts = {name: len(rx.findall(text)) for name, rx in SCRIPTS.items()}
-    total = sum(counts.values())
-    return {name: c / total for name, c in counts.items() if c} if total else {}
-
-
-def is_mixed_language(text: str, min_share: float = 0.05) -> bool:
-    """True when letters of two or more scripts each make up at least `min_share` of the text's letters."""
-    return sum(share >= min_share for share in script_shares(text).values()) > 1
+def is_mixed_language(response: str, prompt: str, min_share: float = 0.95,
+                      languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> bool:
+    """True when under `min_share` of the chain of thought's words are in the language of `prompt` (its last user
+    turn): the `language_consistency` reward's score below `min_share`, by the same identifier, words and candidate
+    `languages` (r1pipeline/rewards/language.py). When the prompt's language cannot be read (no words), the chain of
+    thought's own main language is the reference: mixed = no language holds `min_share` of its words. A response
+    without a chain of thought, or one of only math, is not mixed."""
+    cot = chain_of_thought(response)
+    targets = prompt_languages(prompt, languages) or prompt_languages(cot, languages)
+    share = target_share(cot, targets, languages) if targets else None
+    return share is not None and share < min_share
 
 
 def has_code_block(text: str) -> bool:
@@ -64,7 +56,8 @@ class Dedupe:
 
 
 class RejectionFilter:
-    """Decides keep/drop for each sample and counts why; `filters` is the stage's `filters:` block."""
+    """Decides keep/drop for each sample and counts why; `filters` is the stage's `filters:` block. A sample's
+    `prompt_key` is its prompt's last user turn: the dedupe key, and the text whose language is the target."""
 
     def __init__(self, filters):
         self.cfg = filters
@@ -76,7 +69,7 @@ class RejectionFilter:
         c = self.cfg
         if score < c.min_score:
             return "wrong"
-        if c.mixed_language and is_mixed_language(response, c.minor_script_share):
+        if c.mixed_language and is_mixed_language(response, prompt_key, c.min_language_share):
             return "mixed_language"
         if c.code_blocks and has_code_block(response):
             return "code_block"

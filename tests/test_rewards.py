@@ -120,54 +120,6 @@ def test_cosine_skips_when_the_reference_is_unparsable_and_counts_characters_wit
     assert score("cosine", ["</think><answer>0.5</answer>"], {"max_len": 28}, answer=["0.5"]) == [0.5]
 
 
-# ------------------------------------------------------------------------------------------------ language
-
-ZH_PROMPT = [{"role": "user", "content": "请计算二分之一等于多少？"}, {"role": "assistant", "content": "<think>"}]
-RU_PROMPT = [{"role": "user", "content": "Сколько будет половина единицы?"}, {"role": "assistant", "content": "<think>"}]
-JA_PROMPT = [{"role": "user", "content": "半分はいくつですか？"}, {"role": "assistant", "content": "<think>"}]
-NUM_PROMPT = [{"role": "user", "content": "1/2 = ?"}, {"role": "assistant", "content": "<think>"}]
-
-LANGUAGE_CASES = [
-    # (prompt, completion, params, expected)
-    # English prompt, English chain of thought
-    (PROMPT, " First divide one by two.</think><answer>0.5</answer>", {}, 1.0),
-    # English prompt, 4 English words + 4 Chinese characters (each CJK character is a word)
-    (PROMPT, " First divide it 我们计算 now</think><answer>0.5</answer>", {}, 0.5),
-    # English prompt, fully Chinese chain of thought
-    (PROMPT, " 一除以二</think><answer>0.5</answer>", {}, 0.0),
-    # math, LaTeX, numbers, one-letter variables and tags are not words: 2 English words of 2
-    (PROMPT, " Let $x = \\frac{1}{2}$, so x = 0.5 \\cdot 1 done</think><answer>0.5</answer>", {}, 1.0),
-    # Chinese prompt, Chinese chain of thought with a formula
-    (ZH_PROMPT, "一除以二得 $0.5$</think><answer>0.5</answer>", {}, 1.0),
-    # Chinese prompt, chain of thought drifts into English: 5 Han characters, 5 English words
-    (ZH_PROMPT, "一除以二得 so the answer is half</think><answer>0.5</answer>", {}, 0.5),
-    # Russian prompt (Cyrillic), Russian chain of thought with one English word: 3 of 4
-    (RU_PROMPT, "Делим один пополам okay</think><answer>0.5</answer>", {}, 0.75),
-    # Japanese prompt: kanji and kana are both Japanese
-    (JA_PROMPT, "半分は０.５です</think><answer>0.5</answer>", {}, 1.0),
-    # a configured target overrides the prompt: Chinese required, English written
-    (PROMPT, " one half</think><answer>0.5</answer>", {"language": "zh"}, 0.0),
-    # unclosed (truncated) think block: its text still counts
-    (PROMPT, " First divide 一", {}, pytest.approx(2 / 3)),
-    # no chain of thought at all: nothing to be consistent, nothing rewarded
-    (PROMPT, "</think><answer>0.5</answer>", {}, 0.0),
-    # chain of thought of pure math: no word in another language
-    (PROMPT, " 1/2 = 0.5</think><answer>0.5</answer>", {}, 1.0),
-    # prompt without words and no configured language: target unknown, skipped
-    (NUM_PROMPT, "one half</think><answer>0.5</answer>", {}, None),
-]
-
-
-@pytest.mark.parametrize("prompt,completion,params,expected", LANGUAGE_CASES)
-def test_language_consistency(prompt, completion, params, expected):
-    assert score("language_consistency", [completion], params, prompt=prompt) == [expected]
-
-
-def test_language_consistency_rejects_an_unknown_language():
-    with pytest.raises(ValueError, match="unknown language or script 'klingon'"):
-        REWARDS["language_consistency"](language="klingon")
-
-
 # ------------------------------------------------------------------------------------------------ structure
 
 FORMAT_CASES = [

@@ -79,7 +79,7 @@ def check(cfg) -> None:
     number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
     f = stage.filters
     number(f.min_score, "stage.filters.min_score", example=1.0)
-    number(f.minor_script_share, "stage.filters.minor_script_share", low=0, high=1, example=0.05)
+    number(f.min_language_share, "stage.filters.min_language_share", low=0, high=1, example=0.95)
     for key in ("mixed_language", "code_blocks", "dedupe"):
         flag(f[key], f"stage.filters.{key}")
     if f.max_paragraph_chars is not None:
