@@ -123,8 +123,9 @@ def _validate_one(name: str, spec: dict, dataset_columns: set[str] | None, where
         validate_reward_config(as_mix(spec.get(nested)), dataset_columns, f"{where}.{name}.{nested}")
     try:  # values: constructors check their own ranges (cheap; nothing heavy starts here)
         REWARDS[name](**spec)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}.{name}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # "cosine.max_len: ..." names its field; "workers must be ..." does not
+        msg = str(exc)
+        raise ConfigError(f"{where}.{msg}" if msg.startswith(f"{name}.") else f"{where}.{name}: {msg}") from exc
     if dataset_columns is not None:
         missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
         if missing:
