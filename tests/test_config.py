@@ -123,3 +123,18 @@ def test_grpo_stages_keep_r1s_kl_term_whatever_trls_default(tmp_path, stage):
     cfg = compose_cfg([f"stage={stage}", "stage.trainer.beta=0.04"], run_dir=tmp_path / "run")
     args = grpo_args(cfg, tmp_path / "run" / stage, [1.0])
     assert args.beta == 0.04 and args.use_bias_correction_kl is False
+
+
+def test_the_stage_table_names_every_stage_config_its_module_and_the_pipeline_order():
+    """One table of stages (r1pipeline/stages): a conf/stage file for each, a module with `run` and `check` for
+    each, and stage=pipeline's default order is the table's training and data stages in the table's order."""
+    from r1pipeline.stages import STAGES, producers, running, stage_module
+
+    assert set(STAGES) == set(_options("stage"))
+    for name in STAGES:
+        assert compose_cfg([f"stage={name}"]).stage.name == name
+        module = stage_module(name)
+        assert callable(module.run) and callable(module.check), name
+    assert list(compose_cfg(["stage=pipeline"]).stage.order) == [n for n in STAGES if n not in ("infer", "pipeline")]
+    assert producers("model") == ["r1_zero", "sft1", "reasoning_rl", "sft2"] and running("grpo") == ["r1_zero",
+                                                                                                     "reasoning_rl"]

@@ -47,6 +47,11 @@ def producers(output: str) -> list[str]:
     return [name for name, stage in STAGES.items() if output in stage.produces]
 
 
+def running(module: str) -> list[str]:
+    """The stages whose code is `module` ("grpo": the RL stages), in pipeline order."""
+    return [name for name, stage in STAGES.items() if stage.module == module]
+
+
 def stage_module(name: str):
     return importlib.import_module(f"r1pipeline.stages.{STAGES[name].module}")
 

@@ -24,12 +24,10 @@ from r1pipeline.plots import plot_stage_comparison, plot_stages
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_dir
 from r1pipeline.sampling import open_engine
+from r1pipeline.stages import producers, running
 from r1pipeline.typecheck import flag, number
 
 log = logging.getLogger(__name__)
-# Training stages in pipeline order; their models are compared when `stage.inputs.models` is null.
-MODEL_STAGES = ("r1_zero", "sft1", "reasoning_rl", "sft2")
-RL_STAGES = ("r1_zero", "reasoning_rl")  # their reward curves go beside the scores in stages.png
 COLUMNS = ("model", "dataset", "path", "prompts", "k", *score_columns(), "mean_length", "tokens_per_s",
            "bound_tokens_per_s")
 
@@ -62,7 +60,7 @@ def models_to_evaluate(cfg) -> list[str]:
     """`stage.inputs.models`, or base plus every training stage of this run whose manifest says complete."""
     if cfg.stage.inputs.models:
         return list(cfg.stage.inputs.models)
-    done = [s for s in MODEL_STAGES
+    done = [s for s in producers("model")  # the training stages, in pipeline order (r1pipeline/stages: STAGES)
             if (m := read_manifest(stage_dir(cfg, s))) and m.get("status") == "complete" and "model" in m["outputs"]]
     return ["base", *done]
 
@@ -135,7 +133,7 @@ def write_outputs(out, rows: list[dict], samples: list[dict], table: str, cfg) -
     (out / "results.md").write_text(table)
     (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
     names = list(dict.fromkeys(r["model"] for r in rows))
-    rl = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in RL_STAGES if s in names}
+    rl = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in running("grpo") if s in names}  # the RL stages
     plot_stages(rows, rl, out / "stages.png", title=f"held-out pass@1 per stage ({cfg.run.dir})")
     curves = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in names if s != "base"}
     plot_stage_comparison(curves, out / "curves.png", title="training curves per stage")
