@@ -36,6 +36,22 @@ def test_copy_bandwidth_is_measured_once_per_device():
     assert copy_bandwidth("cpu") == bw
 
 
+def test_trls_generation_method_that_the_trainer_wraps_has_the_signature_it_was_written_for():
+    """RolloutGRPOTrainer wraps TRL's private `_generate_single_turn`: a TRL that renames it or changes its arguments
+    must fail here, loudly, not silently skip the wrapper (no timing, no prompt bucket) or pass arguments astray."""
+    import inspect
+
+    from trl import GRPOTrainer
+
+    method = getattr(GRPOTrainer, "_generate_single_turn", None)
+    assert method is not None, "TRL's GRPOTrainer has no _generate_single_turn any more: update r1pipeline/rollout.py"
+    assert str(inspect.signature(method)) == rollout.TRL_GENERATE_SIGNATURE, (
+        f"TRL's GRPOTrainer._generate_single_turn{inspect.signature(method)} differs from the signature "
+        f"RolloutGRPOTrainer wraps, {rollout.TRL_GENERATE_SIGNATURE}: update r1pipeline/rollout.py")
+    source = inspect.getsource(GRPOTrainer)  # the attributes the wrapper reads and sets are TRL's too
+    assert "self.pad_to_multiple_of = args.pad_to_multiple_of" in source and "self._metrics[mode]" in source
+
+
 def test_engines_map_onto_grpo_config_fields():
     from trl import GRPOConfig
 
