@@ -113,7 +113,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
                                     args=args, train_dataset=data["train"],
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)
-    monitor = StageMonitor(cfg.alerts, kind="grpo")
+    monitor = StageMonitor(cfg.alerts, kind="grpo", history=out / "metrics.jsonl")  # replayed on resume
     cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])

@@ -81,7 +81,7 @@ def run_sft(cfg, out: Path, dataset_path: Path, model_path: str, random_init: bo
 
     trainer = SFTTrainer(model=model, processing_class=tok, args=args, train_dataset=data,
                          peft_config=peft_config(cfg.model))
-    monitor = StageMonitor(cfg.alerts, kind="sft")
+    monitor = StageMonitor(cfg.alerts, kind="sft", history=out / "metrics.jsonl")  # replayed on resume
     cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
     outputs = train_and_save(trainer, tok, cfg, out, "loss.png", (model_path, random_init))
