@@ -1,9 +1,11 @@
 """Resume after kill -9: the newest complete checkpoint is taken, half-written ones are skipped, and the per-step
-logs are rewound to it so that every step is logged once."""
+logs are rewound to it so that every step is logged once; sampling reads back the batches it had stored."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import torch
 
 
 def _rows(path: Path) -> list[dict]:
@@ -46,3 +48,32 @@ def test_rewinding_a_step_log_keeps_each_step_up_to_the_checkpoint_once(tmp_path
     assert rewind_jsonl(path, 2) == 3
     assert _rows(path) == rows[:2]
     assert rewind_jsonl(path, 2) == 0 and rewind_jsonl(tmp_path / "none.jsonl", 2) == 0
+
+
+def test_sampling_reads_back_the_batches_a_store_holds_and_samples_the_rest(tmp_path, embedded_model_dir, monkeypatch):
+    from conftest import compose_cfg
+    from r1pipeline import sampling
+    from r1pipeline.models import load_model, load_tokenizer
+
+    cfg = compose_cfg(["model=tiny_random", "stage=eval", "stage.generation.batch_size=2",
+                       "stage.generation.max_new_tokens=5"])
+    tok = load_tokenizer(str(embedded_model_dir))
+    model = load_model(cfg.model, str(embedded_model_dir), True, True)
+    engine = sampling.Engine("hf", model, tok, torch.device("cpu"), cfg.rollout, "tiny")
+    prompts = [[{"role": "user", "content": q}] for q in ("What is 2 + 3?", "Name a colour.", "Say hello.")]
+    plain = sampling.sample(engine, prompts, cfg.stage.generation, 2, 7)  # 6 sequences: batches 0, 1, 2
+    store = tmp_path / "batches"
+    stored = sampling.sample(engine, prompts, cfg.stage.generation, 2, 7, store=store)
+    assert stored.per_prompt == plain.per_prompt and len(list(store.glob("batch-*.json"))) == 3
+
+    (store / "batch-000001.json").unlink()  # as if the kill came before batch 1 was written
+    (store / "batch-000002.json").write_text('{"key": "other run"}')  # another run's batch: not taken
+    sampled = []
+    run = sampling._run
+    monkeypatch.setattr(sampling, "_run", lambda e, t, batches, *a: sampled.extend(b for b, _ in batches) or run(
+        e, t, batches, *a))
+    again = sampling.sample(engine, prompts, cfg.stage.generation, 2, 7, store=store)
+    assert sampled == [1, 2] and again.per_prompt == plain.per_prompt
+    assert again.stats["per_process"][0]["restored_batches"] == 1
+    other = sampling.sample(engine, prompts, cfg.stage.generation, 2, 8, store=store)  # another seed: sampled anew
+    assert sampled == [1, 2, 0, 1, 2] and other.per_prompt != plain.per_prompt

@@ -63,14 +63,24 @@ def test_pipeline_validates_once_then_runs_every_stage_and_ends_with_the_eval_ta
 
 def test_resume_skips_complete_stages_and_continues_an_interrupted_one(pipeline_run):
     run_dir, _, _ = pipeline_run
-    manifest = _manifest(run_dir, "sft2")
-    manifest["status"] = "running"  # as if the process died during sft2
-    (run_dir / "sft2" / "manifest.json").write_text(json.dumps(manifest))
+    table = (run_dir / "eval" / "results.md").read_text()
+    for stage in ("sft2", "eval"):
+        manifest = _manifest(run_dir, stage)
+        manifest["status"] = "running"  # as if the process died during sft2, then eval
+        (run_dir / stage / "manifest.json").write_text(json.dumps(manifest))
     summary = run_stage(compose_cfg([*TINY_PIPELINE, "run.resume=true"], run_dir=run_dir))
     assert {s: r["status"] for s, r in summary["stages"].items()} == {
-        **{s: "skipped (complete)" for s in ORDER}, "sft2": "complete"}
+        **{s: "skipped (complete)" for s in ORDER}, "sft2": "complete", "eval": "complete"}
     assert "resuming from" in (run_dir / "sft2" / "log.txt").read_text()
     assert _manifest(run_dir, "sft2")["status"] == "complete"
+    # eval read back the batches of its first run for every model but sft2, whose weights were written again (by
+    # the resumed sft2, from its last checkpoint: the same weights, so the same table)
+    generation = json.loads((run_dir / "eval" / "summary.json").read_text())["generation"]
+    restored = {model: {p["per_process"][0]["restored_batches"] == p["per_process"][0]["batches"] > 0
+                        for per_pass in benches.values() for p in per_pass.values()}
+                for model, benches in generation.items()}
+    assert restored == {"base": {True}, "r1_zero": {True}, "sft1": {True}, "reasoning_rl": {True}, "sft2": {False}}
+    assert (run_dir / "eval" / "results.md").read_text() == table
 
 
 def test_infer_answers_with_the_final_model(pipeline_run, tmp_path):

@@ -97,11 +97,13 @@ def method_prompt(method: str, prompt: list[dict], stage) -> list[dict]:
     return [*system, *shots, user, *prefill]
 
 
-def generated_rows(method: str, model_name: str, engine, data, verifier, cfg) -> tuple[list[dict], dict]:
-    """Sample, verify, rewrite and dedupe one generating method's rows; returns (rows, stats)."""
+def generated_rows(method: str, model_name: str, engine, data, verifier, cfg, store=None) -> tuple[list[dict], dict]:
+    """Sample, verify, rewrite and dedupe one generating method's rows; returns (rows, stats). Batches already
+    sampled into `store` are read back (r1pipeline/sampling.py)."""
     stage = cfg.stage
     prompts = [method_prompt(method, r["prompt"], stage) for r in data]
-    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
+    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier,
+                     store)
     rows, dedupe, verified = [], Dedupe(), 0
     for row, prompt, samples in zip(data, prompts, sampled.per_prompt):
         for s in samples:
@@ -193,7 +195,8 @@ def run(cfg) -> dict:
         for name in dict.fromkeys(sources.values()):  # load each source model once
             with open_engine(cfg, *paths[name]) as engine:
                 for method in [m for m, src in sources.items() if src == name]:
-                    new, stats[method] = generated_rows(method, name, engine, data, verifier, cfg)
+                    new, stats[method] = generated_rows(method, name, engine, data, verifier, cfg,
+                                                        out / "batches" / method)
                     rows += new
         if "load" in stage.methods:
             new, stats["load"] = loaded_rows(stage.load)

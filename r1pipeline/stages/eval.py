@@ -152,7 +152,7 @@ def run(cfg) -> dict:
             with open_engine(cfg, path, random_init) as engine:
                 for bench in benches:
                     row, bench_samples, generation.setdefault(name, {})[bench.name] = evaluate(
-                        engine, bench, stage, cfg.seed)
+                        engine, bench, stage, cfg.seed, out / "batches" / name / bench.name)
                     rows.append({"model": name, "path": path, **row})
                     samples += [{"model": name, **s} for s in bench_samples]
                     log.info("eval %s on %s: %s", name, bench.name, ", ".join(

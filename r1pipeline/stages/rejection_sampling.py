@@ -94,11 +94,13 @@ def check(cfg) -> None:
     check_training_split(cfg.dataset, stage.name)
 
 
-def sample_and_filter(cfg, engine, data, verifier) -> tuple[list[dict], dict, dict]:
-    """k samples per prompt -> (kept rows, filter statistics, generation statistics)."""
+def sample_and_filter(cfg, engine, data, verifier, store=None) -> tuple[list[dict], dict, dict]:
+    """k samples per prompt -> (kept rows, filter statistics, generation statistics); batches already sampled into
+    `store` are read back (r1pipeline/sampling.py)."""
     stage = cfg.stage
     prompts = [r["prompt"] for r in data]
-    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
+    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier,
+                     store)
     keep = RejectionFilter(stage.filters)
     rows = [sft_row(row, s.response, "rejection_sampling", stage.inputs.model, s.score)
             for row, samples in zip(data, sampled.per_prompt) for s in samples
@@ -114,7 +116,7 @@ def run(cfg) -> dict:
 
     def work(out):
         with open_engine(cfg, model_path, random_init) as engine:
-            rows, filtered, generation = sample_and_filter(cfg, engine, data, Verifier(stage.verify))
+            rows, filtered, generation = sample_and_filter(cfg, engine, data, Verifier(stage.verify), out / "batches")
         log.info("rejection sampling kept %d of %d samples; dropped %s", filtered["kept"], filtered["samples"],
                  filtered["dropped"])
         if not rows:
