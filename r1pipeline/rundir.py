@@ -7,6 +7,9 @@ read, its config, its final metrics and where its model/dataset is. A later stag
 Under several processes every process runs a stage's frame (`execute_stage`): the main process alone writes files
 (each renamed into place, the complete manifest last) and every process waits at the end of the stage, so that the
 next stage never reads a manifest that still says running (r1pipeline/processes.py).
+
+Resume (`run.resume=true`): `last_checkpoint` is the newest `checkpoint-N` that a kill did not cut short
+(`checkpoint_complete`), and `rewind_jsonl` cuts a stage's per-step logs back to its step (r1pipeline/training.py).
 """
 from __future__ import annotations
 

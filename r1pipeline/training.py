@@ -1,5 +1,6 @@
 """What the GRPO and SFT runners share around a TRL trainer: common arguments, and train -> save (merging a LoRA
-adapter into its base, so that every training stage hands a plain model to the next)."""
+adapter into its base, so that every training stage hands a plain model to the next). With run.resume=true training
+continues from the newest complete checkpoint, its per-step logs rewound to that step (`resume_point`)."""
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,8 @@ def resume_point(cfg, out: Path) -> str | None:
 
 
 def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str, bool]) -> dict:
-    """Train (from the last checkpoint with run.resume=true), close the tracker (as crashed on error), save the
-    model + tokenizer to `out/model` and plot the metrics on the main process. Returns the stage's outputs.
+    """Train (from the newest complete checkpoint with run.resume=true), close the tracker (as crashed on error),
+    save the model + tokenizer to `out/model` and plot the metrics on the main process. Returns the stage's outputs.
 
     With LoRA the trainer saves the adapter to `out/adapter`, and `out/model` receives the base (`base`: path and
     random_init) with the adapter merged in, so the next stage loads a plain model, like after full fine-tuning."""

@@ -1,7 +1,7 @@
 """Config values checked against their types: `number` and `flag` for our own fields, and Python annotations for
-`stage.trainer` (TRL's config dataclasses) and a reward's parameters (its constructor). Unknown fields and values of the wrong type become one ConfigError naming the
-field, the value, what it must be and an example, before anything loads (a learning rate of "abc" would otherwise
-reach torch's optimizer after the model loaded).
+`stage.trainer` (TRL's config dataclasses) and a reward's parameters (its constructor). Unknown fields and values of
+the wrong type become one ConfigError naming the field, the value, what it must be and an example, before anything
+loads (a learning rate of "abc" would otherwise reach torch's optimizer after the model loaded).
 """
 from __future__ import annotations
 

@@ -5,10 +5,12 @@ python -m r1pipeline stage=pipeline [experiment=pipeline_smoke] [run.dir=<dir> r
 `conf/stage/pipeline.yaml` composes every stage's config under its own key (`stage.sft1`, ...); each stage runs with a
 copy of the root config whose `stage` is its own block, exactly as `stage=<name>` would compose it, so a stage
 behaves the same alone and in the pipeline. Every stage's block is checked (once, in config.validate, with its field
-names under stage.<name>), and every named input checked against the order, before the first one starts. With `run.resume=true` a stage whose manifest says complete is
-skipped and an interrupted one continues from its last checkpoint. Under several processes every process runs the
-pipeline; each stage ends with all of them waiting for its complete manifest (r1pipeline/rundir.py), and the
-summary records each stage's wall time, device and number of processes.
+names under stage.<name>), and every named input checked against the order, before the first one starts. With
+`run.resume=true` a stage whose manifest says complete is skipped and an interrupted one continues: a training
+stage from its newest complete checkpoint, a generating stage from the batches it had written (README "What a run
+writes"). Under several processes every process runs the pipeline; each stage ends with all of them waiting for its
+complete manifest (r1pipeline/rundir.py), and the summary records each stage's wall time, device and number of
+processes.
 """
 from __future__ import annotations
 
