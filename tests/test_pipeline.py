@@ -74,13 +74,14 @@ def test_resume_skips_complete_stages_and_continues_an_interrupted_one(pipeline_
     assert "resuming from" in (run_dir / "sft2" / "log.txt").read_text()
     assert _manifest(run_dir, "sft2")["status"] == "complete"
     # eval read back the batches of its first run for every model but sft2, whose weights were written again (by
-    # the resumed sft2, from its last checkpoint: the same weights, so the same table)
+    # the resumed sft2, from its last checkpoint: the same weights, so the same scores)
     generation = json.loads((run_dir / "eval" / "summary.json").read_text())["generation"]
     restored = {model: {p["per_process"][0]["restored_batches"] == p["per_process"][0]["batches"] > 0
                         for per_pass in benches.values() for p in per_pass.values()}
                 for model, benches in generation.items()}
     assert restored == {"base": {True}, "r1_zero": {True}, "sft1": {True}, "reasoning_rl": {True}, "sft2": {False}}
-    assert (run_dir / "eval" / "results.md").read_text() == table
+    scores = (run_dir / "eval" / "results.md").read_text().split("\n\n")[:2]  # the caption and the scores table
+    assert scores == table.split("\n\n")[:2]  # (the generation table after them has sft2's new tokens/s)
 
 
 def test_infer_answers_with_the_final_model(pipeline_run, tmp_path):
