@@ -4,7 +4,7 @@ Each named dataset is composed as `dataset=<name>` would compose it (Hydra's com
 included), except the run's own dataset, which is taken as the run composed it (overrides such as `dataset.seed`
 included), so that its held-out rows are the ones training never saw. The verify list is resolved per benchmark:
 the default `${dataset.verify}` becomes each dataset's own check, an explicit `stage.verify` applies to all.
-`check` runs before any data or model loads (config.validate); `load` builds each benchmark's held-out rows and
+`check` runs before any data or model loads (config.validate, through the eval stage's check); `load` builds each benchmark's held-out rows and
 checks that its verifier finds the columns it reads, before any model loads.
 """
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from r1pipeline.composing import compose, options
 from r1pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @dataclass
@@ -32,21 +30,14 @@ class Benchmark:
 
 
 def dataset_names() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml"))
+    return options("dataset")
 
 
 def compose_dataset(name: str) -> DictConfig:
     """conf/dataset/<name>.yaml composed by Hydra, as `dataset=<name>` on the command line composes it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     if name not in dataset_names():
         raise ConfigError(f"stage.datasets: {name!r} is not a dataset config; choose from {dataset_names()}")
-    overrides = [f"dataset={name}"]
-    if GlobalHydra.instance().is_initialized():  # inside the CLI's @hydra.main: its search path
-        return compose(config_name="config", overrides=overrides).dataset
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # tests, launched workers
-        return compose(config_name="config", overrides=overrides).dataset
+    return copy.deepcopy(compose(f"dataset={name}").dataset)
 
 
 def benchmark_cfgs(cfg) -> dict[str, DictConfig]:
@@ -66,12 +57,15 @@ def benchmark_cfgs(cfg) -> dict[str, DictConfig]:
 
 
 def check(cfg) -> None:
-    """Config-level checks of every benchmark: its name composes and its verify list reads answers both ways."""
+    """Config-level checks of every benchmark: its name composes, its dataset block holds, and its verify list
+    reads answers both ways."""
+    from r1pipeline import data
     from r1pipeline.evaluation import READINGS
     from r1pipeline.verify import check_verifier
 
     for name, sub in benchmark_cfgs(cfg).items():
         try:
+            data.check(sub.dataset)
             check_verifier(sub.stage.verify, answer_from=tuple(READINGS.values()))
         except ConfigError as exc:
             raise ConfigError(f"{exc} (benchmark {name})") from exc

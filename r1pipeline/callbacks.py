@@ -13,6 +13,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from r1pipeline.rewards.text import completion_text, last_user_text, prefill_text
+
 log = logging.getLogger(__name__)
 # Step lines go to the console through the progress bar and to the stage log through this logger only.
 STEP_LOG = logging.getLogger("r1pipeline.steps")
@@ -56,24 +58,29 @@ class JsonlMetrics(TrainerCallback):
 
 
 class SampleRecorder:
-    """Keeps the first `per_step` completions of each scored batch with every reward's score.
+    """Sees every scored batch of a GRPO stage: the configured rewards (wrapped in `SafeReward`) report to it as they
+    score one. It keeps the first `per_step` completions of each batch with every reward's score (`SamplesJsonl`
+    writes them at each log), and logs each of `batch_metrics` ({name: f(completions, prompts) -> float}) once per
+    batch through TRL's `log_metric`, which averages it over the logging step and the processes like TRL's own
+    metrics. This uses only TRL's public reward-function contract, not trainer internals."""
 
-    The configured rewards (wrapped in `SafeReward`) report to it as they score a batch; `SamplesJsonl` writes what it
-    holds at each log. This uses only TRL's public reward-function contract, not trainer internals."""
-
-    def __init__(self, per_step: int):
+    def __init__(self, per_step: int, batch_metrics: dict | None = None):
         self.per_step = per_step
+        self.batch_metrics = dict(batch_metrics or {})
         self.rows: list[dict] = []
         self._key = None
 
-    def record(self, name: str, step: int, prompts, completions, scores) -> None:
+    def record(self, name: str, step: int, prompts, completions, scores, log_metric=None) -> None:
         key = (step, id(completions))
         if key != self._key:  # a new batch: the first reward to see it opens the rows
             self._key = key
             prompts = prompts if prompts is not None else [None] * len(completions)
-            self.rows.extend({"step": step + 1, "prompt": _last_user_text(p), "completion": _text(c), "rewards": {}}
-                             for p, c in list(zip(prompts, completions))[: self.per_step])
+            self.rows.extend({"step": step + 1, "prompt": _prompt_text(p), "completion": completion_text(c),
+                              "rewards": {}} for p, c in list(zip(prompts, completions))[: self.per_step])
             self._open = self.rows[-min(self.per_step, len(completions)):] if completions else []
+            if log_metric is not None and completions:
+                for metric, measure in self.batch_metrics.items():
+                    log_metric(metric, measure(completions, prompts))
         for row, score in zip(self._open, scores):
             row["rewards"][name] = score
 
@@ -102,18 +109,10 @@ class SamplesJsonl(TrainerCallback):
         self._flush(state)
 
 
-def _text(messages) -> str:
-    if isinstance(messages, str):
-        return messages
-    return "".join(str(m.get("content", "")) for m in (messages if messages is not None else []))
-
-
-def _last_user_text(messages) -> str:
-    if isinstance(messages, str) or messages is None:
-        return messages or ""
-    users = [m for m in messages if m.get("role") == "user"]
-    prefill = messages[-1]["content"] if messages and messages[-1].get("role") == "assistant" else ""
-    return (users[-1]["content"] if users else "") + (f"\n[assistant prefill] {prefill}" if prefill else "")
+def _prompt_text(prompt) -> str:
+    """What samples.jsonl shows of a prompt: its last user turn, and the assistant prefill the model continued."""
+    prefill = prefill_text(prompt)
+    return last_user_text(prompt) + (f"\n[assistant prefill] {prefill}" if prefill else "")
 
 
 def format_step_line(logs: dict, step: int, max_steps: int) -> str:

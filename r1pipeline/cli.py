@@ -1,4 +1,5 @@
-"""The one Hydra entry point: compose, fill in the run directory, dispatch to the stage."""
+"""The entry points: `main`, the one Hydra entry (compose, fill in the run directory, validate once, run the stage
+here or launch its processes), and `run_stage(cfg)`, the same for a config composed elsewhere (tests, notebooks)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
+from r1pipeline.stages import dispatch
 from r1pipeline.sweep import register_resolvers, write_job_status
 
 log = logging.getLogger("r1pipeline")
@@ -22,12 +25,28 @@ def _only_hydra_files(d: Path) -> bool:
     return d.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in d.iterdir())
 
 
-def _dispatch(cfg: DictConfig) -> dict:
-    """In-process for single-process profiles; otherwise freeze the config and `accelerate launch` the worker."""
-    from r1pipeline.launcher import launch, needs_launch
-    from r1pipeline.stages import run_stage
+def run_stage(cfg: DictConfig) -> dict:
+    """Validate `cfg` (once, before anything loads), then run its stage in this process."""
+    validate(cfg)
+    return dispatch(cfg)
 
-    return launch(cfg) if needs_launch(cfg.hardware) else run_stage(cfg)
+
+def launch_stage(cfg: DictConfig) -> dict:
+    """A profile of several processes: show the launch plan, validate `cfg`, freeze it and `accelerate launch` the
+    worker on it here, or submit it to Slurm (r1pipeline/launcher.py)."""
+    from r1pipeline.launcher import build_plan, launch
+
+    plan = build_plan(cfg, Path(cfg.run.dir))
+    log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
+    # Through Slurm the GPUs are on the nodes it allocates, not here: every worker checks them there.
+    validate(cfg, devices=cfg.hardware.get("launcher") != "slurm")
+    return launch(cfg, plan)
+
+
+def _dispatch(cfg: DictConfig) -> dict:
+    from r1pipeline.launcher import needs_launch
+
+    return launch_stage(cfg) if needs_launch(cfg.hardware) else run_stage(cfg)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")

@@ -21,6 +21,7 @@ k = 1 it is 0/1 per prompt again: Wilson.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -104,10 +105,11 @@ def combined_speed(stats: list[dict]) -> dict:
     return {"tokens_per_s": tokens / wall if wall else 0.0, "bound_tokens_per_s": tokens / bound_s if bound_s else 0.0}
 
 
-def evaluate(engine, bench, stage, seed: int) -> tuple[dict, list[dict], dict]:
+def evaluate(engine, bench, stage, seed: int, store=None) -> tuple[dict, list[dict], dict]:
     """Greedy (`stage.greedy`) and k sampled answers (`stage.k`) per held-out prompt of `bench` (a
     benchmarks.Benchmark), verified and scored; returns (table row, per-sample rows, generation statistics per pass),
-    the same on every process (sampling is split across processes in r1pipeline/sampling.py)."""
+    the same on every process (sampling is split across processes in r1pipeline/sampling.py). With a `store`
+    directory each pass keeps its batches in `store/<pass>` and reads back those already there."""
     data = list(bench.data)
     prompts = [r["prompt"] for r in data]
     greedy = OmegaConf.merge(stage.generation, {"temperature": 0.0})
@@ -116,7 +118,8 @@ def evaluate(engine, bench, stage, seed: int) -> tuple[dict, list[dict], dict]:
     row = {"dataset": bench.name, "prompts": len(data), "k": stage.k}
     samples, generation, tokens = [], {}, []
     for name, gen_cfg, n in passes:
-        sampled = sample(engine, prompts, gen_cfg, n, seed, data, bench.verifiers)
+        sampled = sample(engine, prompts, gen_cfg, n, seed, data, bench.verifiers,
+                         None if store is None else Path(store) / name)
         generation[name] = sampled.stats
         scores, answers = score_pass(name, sampled.per_prompt, prompts, stage.min_score, bench.voter, stage.bootstrap)
         row.update(scores)

@@ -48,10 +48,12 @@ class Sequences:
     bound_s: float             # the shortest time the device could have taken (0 when unknown)
     engine: str
     batches: int
+    restored: int = 0          # of `batches`, how many were read back from a batch store (sampling.py), not sampled
 
     def counts(self) -> dict:
-        return {"batches": self.batches, "sequences": len(self.indices), "new_tokens": sum(self.num_tokens),
-                "wall_s": round(self.wall_s, 2), "bound_s": self.bound_s, "engine": self.engine}
+        return {"batches": self.batches, "restored_batches": self.restored, "sequences": len(self.indices),
+                "new_tokens": sum(self.num_tokens), "wall_s": round(self.wall_s, 2), "bound_s": self.bound_s,
+                "engine": self.engine}
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Launch plans: a hardware profile that needs several processes or DeepSpeed runs under `accelerate launch`.
 
-The Hydra entry point composes and validates the config once, freezes it (resolved) into the run directory as
+The Hydra entry point composes and validates the config once (r1pipeline/config.py), freezes it (resolved) into the run directory as
 `frozen_config.yaml`, writes the exact command to `launch.sh` and runs that script. Each rank runs
 `python -m r1pipeline.worker <run dir>/frozen_config.yaml`, so every rank sees the same config and the same run
 directory (nothing is composed again, no `${now:...}` is resolved twice). Each process learns its place from
@@ -26,6 +26,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.typecheck import flag, number
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -79,27 +80,57 @@ class LaunchPlan:
         ])
 
 
-def accelerate_config_path(hw) -> Path:
-    path = Path(hw.accelerate_config)
-    path = path if path.is_absolute() else REPO_ROOT / path
+def check(cfg) -> None:
+    """The `hardware` group's layout (whether this machine has the GPUs: config.check_devices; whether it has the
+    software: `check_software`): types, processes that split over the machines, the launcher."""
+    hw = cfg.hardware
+    for key in ("use_cpu", "bf16", "gradient_checkpointing"):
+        flag(hw[key], f"hardware.{key}")
+    number(hw.num_processes, "hardware.num_processes", low=1, integer=True, example=1)
+    number(hw.get("num_machines", 1), "hardware.num_machines", low=1, integer=True, example=1)
+    if hw.num_processes % hw.get("num_machines", 1):
+        raise ConfigError(f"hardware.num_processes: {hw.num_processes} processes do not split evenly over "
+                          f"hardware.num_machines={hw.num_machines}; use a multiple of {hw.num_machines}")
+    launcher = hw.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        raise ConfigError(f"hardware.launcher: {launcher!r} is not a launcher; use local or slurm")
+    if not needs_launch(hw):
+        if launcher == "slurm":
+            raise ConfigError(f"hardware.launcher: slurm starts `accelerate launch` through sbatch, and "
+                              f"hardware={hw.name} runs in this process; use a launched profile "
+                              f"(hardware=cpu_accelerate, 8xh100, 2x8xh100, ...)")
+
+
+def check_software(cfg) -> None:
+    """A launched profile's accelerate config file exists, and DeepSpeed is installed where it asks for it."""
+    hw = cfg.hardware
+    if not needs_launch(hw):
+        return
+    _, accelerate = accelerate_settings(hw)
+    if accelerate.get("distributed_type") == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"hardware={hw.name}: needs DeepSpeed, which is not installed; "
+                          f"pip install 'r1pipeline[deepspeed]' (deepspeed==0.19.8)")
+
+
+def accelerate_settings(hw) -> tuple[Path, dict]:
+    """The accelerate config file of a launched profile and its contents: `hardware.accelerate_config`, or plain data
+    parallelism (CPU: gloo) when the profile names none."""
+    if not hw.accelerate_config:
+        path = REPO_ROOT / "launch/accelerate" / ("cpu.yaml" if hw.use_cpu else "ddp.yaml")
+    else:
+        path = Path(hw.accelerate_config)
+        path = path if path.is_absolute() else REPO_ROOT / path
     if not path.is_file():
         choices = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "launch").rglob("*.yaml"))
         raise ConfigError(f"hardware.accelerate_config: {path} does not exist; use one of {choices}")
-    return path
+    return path, yaml.safe_load(path.read_text())
 
 
 def build_plan(cfg, run_dir: Path) -> LaunchPlan:
     """The `accelerate launch` command for `cfg.hardware`, running the worker on `<run_dir>/frozen_config.yaml`."""
     hw = cfg.hardware
     num_machines = hw.get("num_machines", 1)
-    if hw.num_processes % num_machines:
-        raise ConfigError(f"hardware.num_processes: {hw.num_processes} processes do not split evenly over "
-                          f"hardware.num_machines={num_machines}; use a multiple of {num_machines}")
-    if hw.accelerate_config:
-        config_file = accelerate_config_path(hw)
-    else:  # several processes without a file: plain data parallelism
-        config_file = REPO_ROOT / "launch/accelerate" / ("cpu.yaml" if hw.use_cpu else "ddp.yaml")
-    accelerate = yaml.safe_load(config_file.read_text())
+    config_file, accelerate = accelerate_settings(hw)
     mixed = "bf16" if hw.bf16 else "no"
     accelerate.update(num_processes=hw.num_processes, num_machines=num_machines, mixed_precision=mixed,
                       use_cpu=bool(hw.use_cpu))
@@ -113,17 +144,11 @@ def build_plan(cfg, run_dir: Path) -> LaunchPlan:
     elif hw.use_cpu:
         argv.append("--cpu")
     if num_machines > 1:
-        for flag, key, env_ref in MULTI_NODE_ARGS:
-            argv += [flag, env_ref]
+        for option, key, env_ref in MULTI_NODE_ARGS:
+            argv += [option, env_ref]
             accelerate[key] = env_ref
     argv += ["--module", "r1pipeline.worker", str(run_dir / FROZEN_CONFIG)]
     return LaunchPlan(argv=argv, accelerate=accelerate, config_file=config_file, run_dir=run_dir)
-
-
-def check_deepspeed(plan: LaunchPlan, profile: str) -> None:
-    if plan.uses_deepspeed and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"hardware={profile}: needs DeepSpeed, which is not installed; "
-                          f"pip install 'r1pipeline[deepspeed]' (deepspeed==0.19.8)")
 
 
 def freeze(cfg, run_dir: Path) -> Path:
@@ -151,22 +176,16 @@ def write_scripts(cfg, plan: LaunchPlan) -> list[Path]:
     return list(scripts)
 
 
-def launch(cfg) -> dict:
-    """Plan, validate, freeze, write the scripts, then run launch.sh here (machine 0 of a multi-node run), or with
+def launch(cfg, plan: LaunchPlan) -> dict:
+    """Freeze, write the scripts of `plan`, then run launch.sh here (machine 0 of a multi-node run), or with
     `hardware.launcher=slurm` submit slurm.sbatch; returns the stage's summary.json as the main process wrote it (or
-    the submitted job)."""
+    the submitted job). The caller has validated `cfg` (the CLI, r1pipeline/cli.py)."""
     from r1pipeline import slurm
-    from r1pipeline.config import validate
     from r1pipeline.rundir import check_stage_dir
 
-    plan = build_plan(cfg, Path(cfg.run.dir))
-    log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
     submitted = cfg.hardware.get("launcher") == "slurm"
     if submitted:
         slurm.check_sbatch()
-    # Through Slurm the GPUs are on the nodes it allocates, not here: every worker checks them there.
-    validate(cfg, devices=not submitted)
-    check_deepspeed(plan, cfg.hardware.name)
     check_stage_dir(cfg)  # refuse a used stage directory here, before any process starts
     freeze(cfg, plan.run_dir)
     scripts = write_scripts(cfg, plan)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.typecheck import flag, number
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,26 @@ def peft_config(model_cfg):
     targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check(model_cfg, use_cpu: bool) -> None:
+    """The model block: types and ranges, LoRA, 4-bit loading. Whether `model.path` loads is checked only where a
+    stage reads the base model (stages.check)."""
+    if not isinstance(model_cfg.path, str) or not model_cfg.path:
+        raise ConfigError(f"model.path: {model_cfg.path!r} must be embedded:<name>, a checkpoint directory or a hub id")
+    if model_cfg.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype: {model_cfg.dtype!r} is not one of {list(DTYPES)}")
+    flag(model_cfg.random_init, "model.random_init")
+    lora = model_cfg.get("lora")
+    if lora is not None:
+        flag(lora.enabled, "model.lora.enabled")
+        number(lora.r, "model.lora.r", low=1, integer=True, example=16)
+        number(lora.alpha, "model.lora.alpha", low=0, example=32)
+        number(lora.dropout, "model.lora.dropout", low=0, high=1, example=0.05)
+    check_quantization(model_cfg, use_cpu)
 
 
 def check_quantization(model_cfg, use_cpu: bool) -> None:

@@ -25,10 +25,12 @@ The rules are for GRPO stages. SFT stages get the system metrics and no alert ru
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from transformers import TrainerCallback
 
@@ -141,11 +143,23 @@ class AlertMonitor:
 
 
 class TrainingAlerts(TrainerCallback):
-    """Runs an AlertMonitor on every log of the world's main process; warns and marks `alerts/<name>` in the logs."""
+    """Runs an AlertMonitor on every log of the world's main process; warns and marks `alerts/<name>` in the logs.
+    A resumed run first replays `history` (the stage's metrics.jsonl, rewound to the checkpoint) through the monitor,
+    so that its windows and the alerts already raised are those of an uninterrupted run."""
 
-    def __init__(self, alerts_cfg: Mapping, kind: str):
+    def __init__(self, alerts_cfg: Mapping, kind: str, history: Path | None = None):
         self.enabled = bool(alerts_cfg.get("enabled", True)) and kind == "grpo"
         self.monitor = AlertMonitor({k: alerts_cfg[k] for k in THRESHOLDS})
+        self.history = history
+
+    def on_train_begin(self, args, state, control, **kw):
+        if (not self.enabled or not state.global_step or not state.is_world_process_zero or self.history is None
+                or not Path(self.history).is_file()):
+            return
+        for line in Path(self.history).read_text().splitlines():
+            row = json.loads(line)
+            if 0 < row.get("step", 0) <= state.global_step and "train_runtime" not in row:
+                self.monitor.update(row["step"], row)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not self.enabled or not logs or "train_runtime" in logs or not state.is_world_process_zero:
@@ -217,8 +231,8 @@ class StageMonitor:
     """What a training stage adds to its trainer: `callbacks` (before JsonlMetrics and the trackers, so that these
     keys reach them) and, after training, `report()` for summary.json."""
 
-    def __init__(self, alerts_cfg: Mapping, kind: str):
-        self.system, self.alerts = SystemMetrics(), TrainingAlerts(alerts_cfg, kind)
+    def __init__(self, alerts_cfg: Mapping, kind: str, history: Path | None = None):
+        self.system, self.alerts = SystemMetrics(), TrainingAlerts(alerts_cfg, kind, history)
         self.callbacks = [self.system, self.alerts]
 
     def report(self) -> dict:

@@ -21,7 +21,34 @@ import time
 
 import torch
 
+from r1pipeline.errors import ConfigError
+
 log = logging.getLogger(__name__)
+ENGINES = ("hf", "static", "vllm")
+
+
+def check(cfg) -> None:
+    """The `rollout` group: a known engine, a positive prompt bucket, and vLLM only where it can run (installed, on a
+    GPU profile; whether this machine has the GPU: config.check_devices)."""
+    import importlib.util
+
+    r = cfg.rollout
+    if r.engine not in ENGINES:
+        raise ConfigError(f"rollout.engine: {r.engine!r} is not an engine; choose one of {list(ENGINES)}")
+    bucket = r.get("prompt_bucket")
+    if bucket is not None and (not isinstance(bucket, int) or isinstance(bucket, bool) or bucket < 1):
+        raise ConfigError(f"rollout.prompt_bucket: {bucket!r} must be a positive number of tokens (e.g. 64) or null")
+    if r.engine == "static" and bucket is None:
+        raise ConfigError("rollout.prompt_bucket: the static engine needs a bucket (e.g. 64) so that compiled shapes "
+                          "repeat; set rollout.prompt_bucket=64 or use rollout=hf")
+    if r.engine != "vllm":
+        return
+    if cfg.hardware.use_cpu:
+        raise ConfigError(f"rollout=vllm: vLLM needs a CUDA GPU and hardware={cfg.hardware.name} runs on CPU; "
+                          f"use rollout=hf or rollout=static there")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("rollout=vllm: the vllm package is not installed; pip install 'r1pipeline[vllm]' "
+                          "(the vLLM version TRL 1.16 supports beside transformers 5.23), or use rollout=static")
 
 
 def grpo_rollout_args(rollout) -> dict:
@@ -100,6 +127,29 @@ def rollout_stats(model, batch: int, prompt_len: int, steps: int, new_tokens: in
 
 
 # ---------------------------------------------------------------------------------------------- GRPO trainer
+# The one TRL method the GRPO trainer overrides: TRL's private `GRPOTrainer._generate_single_turn`, the call that
+# generates a rollout's completions (whatever the engine), wrapped to time it and, under the static engine, to pad
+# prompts to the bucket for that call only. Its signature as of TRL 1.16; tests/test_rollout.py fails when TRL's
+# differs, since a private method may change without notice.
+TRL_GENERATE_SIGNATURE = "(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False)"
+
+
+def record_rollout(trainer, prompt_ids, completion_ids, wall: float, bucket: int | None) -> None:
+    """Log one timed rollout into TRL's metrics (averaged per logging step like its own): `rollout/time_s` and the
+    `rollout_stats` beside the bandwidth bound."""
+    lengths = [len(c) for c in completion_ids]
+    if not lengths or wall <= 0:
+        return
+    prompt_len = max(len(p) for p in prompt_ids)
+    if bucket:
+        prompt_len = -(-prompt_len // bucket) * bucket
+    stats = rollout_stats(trainer.model, len(lengths), prompt_len, max(lengths), sum(lengths), wall)
+    metrics = trainer._metrics["train" if trainer.model.training else "eval"]
+    metrics["rollout/time_s"].append(wall)
+    for key, value in stats.items():
+        metrics[f"rollout/{key}"].append(value)
+
+
 def rollout_trainer_cls():
     """TRL's GRPOTrainer with the rollout engine applied and every rollout timed (imported lazily: TRL is heavy)."""
     from trl import GRPOTrainer
@@ -114,29 +164,18 @@ def rollout_trainer_cls():
                 self.generation_config.disable_compile = False
                 self.generation_config.compile_config = compile_config(rollout)
 
-        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
-            dev = self.accelerator.device
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):  # TRL_GENERATE_SIGNATURE
             unpadded = self.pad_to_multiple_of
-            bucket = self.prompt_bucket or unpadded
-            self.pad_to_multiple_of = bucket  # for generation only; the training forward keeps TRL's padding
-            _sync(dev)
+            if self.prompt_bucket:  # for generation only; the training forward keeps TRL's padding
+                self.pad_to_multiple_of = self.prompt_bucket
+            _sync(self.accelerator.device)
             t0 = time.perf_counter()
             try:
                 completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
             finally:
                 self.pad_to_multiple_of = unpadded
-            _sync(dev)
-            wall = time.perf_counter() - t0
-            lengths = [len(c) for c in completion_ids]
-            if lengths and wall > 0:
-                prompt_len = max(len(p) for p in prompt_ids)
-                if bucket:
-                    prompt_len = -(-prompt_len // bucket) * bucket
-                stats = rollout_stats(self.model, len(lengths), prompt_len, max(lengths), sum(lengths), wall)
-                mode = "train" if self.model.training else "eval"
-                self._metrics[mode]["rollout/time_s"].append(wall)
-                for key, value in stats.items():
-                    self._metrics[mode][f"rollout/{key}"].append(value)
+            _sync(self.accelerator.device)
+            record_rollout(self, prompt_ids, completion_ids, time.perf_counter() - t0, self.prompt_bucket or unpadded)
             return completion_ids, logprobs
 
     return RolloutGRPOTrainer

@@ -2,11 +2,14 @@
 
 A run directory holds one subdirectory per stage (`<run>/<stage>/`), each with a `manifest.json` saying what it
 read, its config, its final metrics and where its model/dataset is. A later stage names its input
-(`init_from: sft1`) and `resolve_stage_output` turns that into a path or says which stage to run first.
+(`inputs: {model: sft1}`) and `resolve_stage_output` turns that into a path or says which stage to run first.
 
 Under several processes every process runs a stage's frame (`execute_stage`): the main process alone writes files
 (each renamed into place, the complete manifest last) and every process waits at the end of the stage, so that the
 next stage never reads a manifest that still says running (r1pipeline/processes.py).
+
+Resume (`run.resume=true`): `last_checkpoint` is the newest `checkpoint-N` that a kill did not cut short
+(`checkpoint_complete`), and `rewind_jsonl` cuts a stage's per-step logs back to its step (r1pipeline/training.py).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -75,7 +79,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "init_from/data_from") -> Path:
+def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "inputs.model") -> Path:
     """Path of `key` ("model" or "dataset") written by an earlier `stage` of this run; `field` names the input."""
     d = stage_dir(cfg, stage)
     manifest = read_manifest(d)
@@ -87,10 +91,84 @@ def resolve_stage_output(cfg, stage: str, key: str = "model", field: str = "init
     return Path(manifest["outputs"][key])
 
 
-def last_checkpoint(d: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+# What a trainer checkpoint holds once transformers' `_save_checkpoint` has finished with it: the weights (a full
+# model, a LoRA adapter, sharded safetensors, or DeepSpeed's global_step* directory) and, written last,
+# trainer_state.json at the checkpoint's own step. A kill -9 during the save leaves a directory without the state
+# file, with a truncated one, or (for a DeepSpeed save) without its shards.
+WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+           "pytorch_model.bin.index.json")
 
-    return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
+
+def checkpoint_complete(path: Path) -> bool:
+    """Whether `path` (`checkpoint-N`) was saved to the end: trainer_state.json parses and says step N, and the
+    weights it points to are there and not empty."""
+    path = Path(path)
+    try:
+        step = int(path.name.rsplit("-", 1)[1])
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (IndexError, ValueError, OSError):
+        return False
+    if not isinstance(state, dict) or state.get("global_step") != step:
+        return False
+    weights = [path / name for name in WEIGHTS if (path / name).is_file()]
+    if any(w.stat().st_size == 0 for w in weights):
+        return False
+    for index in (w for w in weights if w.name.endswith(".index.json")):  # every shard an index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError):
+            return False
+        if not all((path / shard).is_file() for shard in shards):
+            return False
+    return bool(weights) or any(p.is_dir() for p in path.glob("global_step*"))
+
+
+def checkpoints(d: Path) -> list[Path]:
+    """The `checkpoint-N` directories of a stage directory, newest (highest N) first."""
+    found = [p for p in Path(d).glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]), reverse=True)
+
+
+def last_checkpoint(d: Path) -> str | None:
+    """The newest complete checkpoint of a stage directory (None when there is none), what run.resume=true trains
+    on from. Newer ones that a kill left half-written are skipped with a warning and removed by the main process, so
+    that neither this resume nor the trainer's own rotation of checkpoints ever takes one."""
+    for ckpt in checkpoints(d) if Path(d).is_dir() else []:
+        if checkpoint_complete(ckpt):
+            return str(ckpt)
+        log.warning("resume: %s is incomplete (a save was interrupted); skipping it", ckpt)
+        if processes.is_main_process():
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The optimizer step a checkpoint was saved at (0 for none: training starts over)."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def rewind_jsonl(path: Path, step: int) -> int:
+    """Keep the rows of a per-step log (metrics.jsonl, samples.jsonl) up to `step`, the step training resumes after,
+    so that every step is logged once: rows a killed run wrote after its last checkpoint are trained and logged again,
+    and so are the end-of-training rows (`train_runtime`). A line cut by the kill is dropped too. Renamed into place by
+    the main process; returns the rows dropped."""
+    path = Path(path)
+    if not path.is_file() or not processes.is_main_process():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step and "train_runtime" not in row:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        _write_atomic(path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 def write_json(path: Path, obj) -> None:
@@ -99,7 +177,7 @@ def write_json(path: Path, obj) -> None:
         _write_atomic(Path(path), json.dumps(obj, indent=2, default=str))
 
 
-def input_model(cfg, name: str, field: str = "init_from") -> tuple[str, bool]:
+def input_model(cfg, name: str, field: str = "inputs.model") -> tuple[str, bool]:
     """(path, random_init) of the model a stage starts from: `base` = the model group, else an earlier stage's."""
     if name == "base":
         from r1pipeline.models import resolve_model_path

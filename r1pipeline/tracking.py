@@ -23,7 +23,20 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from transformers import TrainerCallback
 
+from r1pipeline.errors import ConfigError
+
 log = logging.getLogger(__name__)
+BACKENDS = ("none", "swanlab", "tensorboard")
+SWANLAB_MODES = ("offline", "local", "cloud", "disabled")
+
+
+def check(tracking_cfg) -> None:
+    """The `tracking` group: a known backend (and SwanLab mode)."""
+    if tracking_cfg.backend not in BACKENDS:
+        raise ConfigError(f"tracking.backend: {tracking_cfg.backend!r} is unknown; choose one of {list(BACKENDS)}")
+    mode = tracking_cfg.get("mode")
+    if tracking_cfg.backend == "swanlab" and mode not in SWANLAB_MODES:
+        raise ConfigError(f"tracking.mode: {mode!r} is not a SwanLab mode; choose one of {list(SWANLAB_MODES)}")
 
 
 class GuardedCallback(TrainerCallback):
@@ -84,8 +97,6 @@ def tracking_callbacks(cfg, stage_dir: Path, is_main: bool = True) -> list[Train
     if backend == "none" or not is_main:
         return []
     builders = {"swanlab": _swanlab, "tensorboard": _tensorboard}
-    if backend not in builders:
-        raise ValueError(f"tracking.backend: unknown {backend!r}; choose none, swanlab or tensorboard")
     try:
         callbacks = builders[backend](cfg, Path(stage_dir))
     except Exception as exc:  # noqa: BLE001 - no tracker at all is still a run

@@ -1,5 +1,6 @@
 """What the GRPO and SFT runners share around a TRL trainer: common arguments, and train -> save (merging a LoRA
-adapter into its base, so that every training stage hands a plain model to the next)."""
+adapter into its base, so that every training stage hands a plain model to the next). With run.resume=true training
+continues from the newest complete checkpoint, its per-step logs rewound to that step (`resume_point`)."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ from omegaconf import OmegaConf
 
 from r1pipeline.models import merge_adapter, peft_config
 from r1pipeline.plots import plot_metrics
-from r1pipeline.rundir import last_checkpoint
+from r1pipeline.rundir import checkpoint_step, last_checkpoint, rewind_jsonl
 from r1pipeline.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
@@ -32,15 +33,30 @@ def common_args(cfg, out: Path) -> dict:
     )
 
 
+LOGS = ("metrics.jsonl", "samples.jsonl")  # per-step logs, rewound to the checkpoint a resumed run starts from
+
+
+def resume_point(cfg, out: Path) -> str | None:
+    """With run.resume=true: the newest complete checkpoint in `out` (None: train from the start), with the per-step
+    logs rewound to its step, so the resumed run logs every later step once. Every process sees the same answer
+    (the main process alone rewrites files)."""
+    if not cfg.run.resume:
+        return None
+    resume = last_checkpoint(out)
+    step = checkpoint_step(resume)
+    dropped = {name: n for name in LOGS if (n := rewind_jsonl(Path(out) / name, step))}
+    log.info("resuming from %s%s", resume or "the start (no complete checkpoint)",
+             f"; dropped the rows logged after step {step}: {dropped}" if dropped else "")
+    return resume
+
+
 def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str, bool]) -> dict:
-    """Train (from the last checkpoint with run.resume=true), close the tracker (as crashed on error), save the
-    model + tokenizer to `out/model` and plot the metrics on the main process. Returns the stage's outputs.
+    """Train (from the newest complete checkpoint with run.resume=true), close the tracker (as crashed on error),
+    save the model + tokenizer to `out/model` and plot the metrics on the main process. Returns the stage's outputs.
 
     With LoRA the trainer saves the adapter to `out/adapter`, and `out/model` receives the base (`base`: path and
     random_init) with the adapter merged in, so the next stage loads a plain model, like after full fine-tuning."""
-    resume = last_checkpoint(out) if cfg.run.resume else None
-    if resume:
-        log.info("resuming from %s", resume)
+    resume = resume_point(cfg, out)
     try:
         trainer.train(resume_from_checkpoint=resume)
     except BaseException as exc:

@@ -34,7 +34,8 @@ def load_frozen(path: Path):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from r1pipeline.stages import run_stage
+    from r1pipeline.config import check_devices
+    from r1pipeline.stages import dispatch
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
         state = init(cfg.hardware)
         logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
                             format=f"[process {state.process_index}] %(asctime)s %(levelname)s %(name)s: %(message)s")
-        return run_stage(cfg)
+        check_devices(cfg)  # the rest was validated before the config was frozen; the GPUs are this machine's
+        return dispatch(cfg)
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None

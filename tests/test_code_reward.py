@@ -329,7 +329,7 @@ def test_mbpp_config_builds_prompts_and_its_reference_solutions_pass(clean_after
 
 def test_reasoning_gym_code_task_config_scores_its_references():
     from r1pipeline.data import build_dataset
-    from r1pipeline.rewards.gym_verifier import ReasoningGymReward
+    from r1pipeline.rewards.reasoning_gym import ReasoningGymReward
 
     cfg = compose_cfg(["dataset=bf", "reward=reasoning_gym", "dataset.train_size=3", "dataset.test_size=1"])
     rows = list(build_dataset(cfg.dataset)["train"])

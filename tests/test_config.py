@@ -1,6 +1,7 @@
 """Config composition for every option of every group, and bad input rejected with the right message."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from conftest import CONF_DIR, TINY, compose_cfg
 from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 
 GROUPS = ["model", "dataset", "reward", "stage", "hardware", "rollout", "tracking", "experiment"]
 
@@ -19,12 +20,31 @@ def _options(group):
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
+_NO_DEEPSPEED = None if importlib.util.find_spec("deepspeed") else r"needs DeepSpeed, which is not installed"
+# What this offline, CPU-only machine refuses, option by option (the GPUs a profile needs are not asked for here:
+# `devices=False`, as for a Slurm submission); every other option validates.
+REFUSED = {
+    **{("model", m): r"^model\.path: 'Qwen/.*' is not a local directory and HF_HUB_OFFLINE=1" for m in _options("model")
+       if m.startswith("qwen")},
+    ("dataset", "math_500"): r"^dataset\.split: null - dataset 'math_500' has no training split",  # a test set
+    ("reward", "judge"): r"^reward\.judge: url: None is not an http\(s\) URL",  # no judge server configured
+    ("rollout", "vllm"): r"^rollout=vllm: vLLM needs a CUDA GPU and hardware=cpu runs on CPU",
+    **{("hardware", h): _NO_DEEPSPEED for h in ("1xgpu_offload", "2x4090", "8xh100", "2x8xh100")},
+}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
-def test_every_group_option_composes(group, option):
+def test_every_group_option_composes_and_validates(group, option, monkeypatch):
+    for name in ("R1_JUDGE_URL", "R1_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
     cfg = compose_cfg([f"{group}={option}"])
     assert cfg.stage.name and cfg.model.path and cfg.reward and cfg.hardware.name
-    if group not in ("experiment",):
-        assert cfg[group] is not None
+    refused = REFUSED.get((group, option))
+    if refused is None:
+        validate(cfg, devices=False)
+    else:
+        with pytest.raises(ConfigError, match=refused):
+            validate(cfg, devices=False)
 
 
 def test_defaults_are_the_r1_zero_cpu_run():
@@ -55,6 +75,15 @@ def test_defaults_are_the_r1_zero_cpu_run():
         (["model.path=someorg/some-model"], r"HF_HUB_OFFLINE=1.*not in the hub cache"),
         # a GPU profile on a machine without one
         (["hardware=1xgpu"], r"hardware=1xgpu: needs a CUDA GPU"),
+        # a key the stage does not have (an experiment file can add one; it would silently do nothing)
+        (["+stage.init_from=sft1"], r"^stage\.init_from: not a field of this stage; did you mean inputs\.model\?"),
+        (["stage=pipeline", "+stage.sft2.generation.top_k=5"], r"^stage\.sft2\.generation: not a field of this stage"),
+        # values of the wrong type, in TRL's fields and in ours
+        (["stage.trainer.lr_scheduler_type=cosin"], r"^stage\.trainer\.lr_scheduler_type: 'cosin' is not one of \["),
+        (["stage=sft1", "stage.trainer.packing=maybe"], r"^stage\.trainer\.packing: 'maybe' is not true or false"),
+        (["reward.tag_count.weight=1", "+reward.tag_count.prefix=3"], r"^reward\.tag_count\.prefix: 3 is not true or false"),
+        (["dataset.test_size=0"], r"^dataset\.test_size: 0 must be an integer of at least 1"),
+        (["run.resume=yes"], r"^run\.resume: 'yes' must be true"),
     ],
 )
 def test_bad_config_is_rejected_with_the_field_and_fix(overrides, message):
@@ -89,8 +118,23 @@ def test_missing_dataset_column_is_reported_before_the_model_loads(tmp_path):
 def test_grpo_stages_keep_r1s_kl_term_whatever_trls_default(tmp_path, stage):
     """TRL 1.16 turned use_bias_correction_kl on by default, which changes the KL gradient when beta > 0; the GRPO
     stages state R1's term (no importance weight), so a run with a KL coefficient trains as R1 describes."""
-    from r1pipeline.grpo import grpo_args
+    from r1pipeline.stages.grpo import grpo_args
 
     cfg = compose_cfg([f"stage={stage}", "stage.trainer.beta=0.04"], run_dir=tmp_path / "run")
     args = grpo_args(cfg, tmp_path / "run" / stage, [1.0])
     assert args.beta == 0.04 and args.use_bias_correction_kl is False
+
+
+def test_the_stage_table_names_every_stage_config_its_module_and_the_pipeline_order():
+    """One table of stages (r1pipeline/stages): a conf/stage file for each, a module with `run` and `check` for
+    each, and stage=pipeline's default order is the table's training and data stages in the table's order."""
+    from r1pipeline.stages import STAGES, producers, running, stage_module
+
+    assert set(STAGES) == set(_options("stage"))
+    for name in STAGES:
+        assert compose_cfg([f"stage={name}"]).stage.name == name
+        module = stage_module(name)
+        assert callable(module.run) and callable(module.check), name
+    assert list(compose_cfg(["stage=pipeline"]).stage.order) == [n for n in STAGES if n not in ("infer", "pipeline")]
+    assert producers("model") == ["r1_zero", "sft1", "reasoning_rl", "sft2"] and running("grpo") == ["r1_zero",
+                                                                                                     "reasoning_rl"]

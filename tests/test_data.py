@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import compose_cfg
-from r1pipeline.data import build_dataset, draw_prompts
+from r1pipeline.data import build_dataset, check, draw_prompts
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.countdown import countdown_score
 
@@ -64,8 +64,8 @@ def test_hub_schema_loads_from_a_local_copy(tmp_path):
 
 
 def test_bad_dataset_source_and_path_name_the_field():
-    with pytest.raises(ConfigError, match="dataset.source"):
-        build_dataset(compose_cfg(["dataset.source=nowhere"]).dataset)
+    with pytest.raises(ConfigError, match="dataset.source: 'nowhere' is unknown"):
+        check(compose_cfg(["dataset.source=nowhere"]).dataset)
     with pytest.raises(ConfigError, match="dataset.path: /no/such/file.jsonl does not exist"):
         build_dataset(compose_cfg(["dataset.source=local", "dataset.path=/no/such/file.jsonl"]).dataset)
     with pytest.raises(ConfigError, match=r"dataset.task/params: reasoning-gym rejected"):

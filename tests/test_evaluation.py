@@ -183,11 +183,11 @@ def test_eval_settings_that_cannot_work_are_refused_before_anything_loads(overri
 
 
 def test_the_pipeline_checks_its_eval_benchmarks_before_the_first_stage_trains(tmp_path):
-    from r1pipeline.stages import run_stage
+    from r1pipeline.cli import run_stage
 
     cfg = compose_cfg(["model=tiny_random", "stage=pipeline", "stage.eval.datasets=[gsm8k,countdwn]"],
                       run_dir=tmp_path / "run")
-    with pytest.raises(ConfigError, match=r"^stage\.datasets: 'countdwn' is not a dataset config"):
+    with pytest.raises(ConfigError, match=r"^stage\.eval\.datasets: 'countdwn' is not a dataset config"):
         run_stage(cfg)
     assert not (tmp_path / "run" / "r1_zero").exists()
 

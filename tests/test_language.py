@@ -9,11 +9,12 @@ import time
 import pytest
 
 from conftest import compose_cfg
-from r1pipeline.cot import is_mixed_language
 from r1pipeline.errors import ConfigError
+from r1pipeline.rejection_filter import is_mixed_language
 from r1pipeline.rewards import validate_reward_config
 from r1pipeline.rewards.language import (DEFAULT_LANGUAGES, LanguageConsistencyReward, chain_of_thought, detector,
-                                         prompt_languages, prose, user_text, words)
+                                         prompt_languages, prose, words)
+from r1pipeline.rewards.text import last_user_text
 
 
 def ask(text: str) -> list[dict]:
@@ -131,7 +132,7 @@ def test_the_rejection_filter_agrees_with_the_reward(prompt, cot, params, expect
     response = "Let me solve this step by step.\n<think>" + cot + "</think><answer>16</answer>"
     score = reward([[{"role": "assistant", "content": response}]], prompts=[[prompt[0]]])[0]
     has_words = bool(words(prose(cot)))
-    mixed = is_mixed_language(response, user_text(prompt), threshold, reward.languages)
+    mixed = is_mixed_language(response, last_user_text(prompt), threshold, reward.languages)
     if score is None:  # no target in the prompt: the filter reads the chain of thought's own main language instead
         assert mixed is False
     else:
@@ -186,7 +187,7 @@ def test_words(text, counts):
     (NUMBERS, ()),
 ])
 def test_the_prompt_language(prompt, languages):
-    assert prompt_languages(user_text(prompt), DEFAULT_LANGUAGES) == languages
+    assert prompt_languages(last_user_text(prompt), DEFAULT_LANGUAGES) == languages
 
 
 def test_the_reward_pickles_and_builds_its_detector_once():
@@ -218,11 +219,11 @@ def test_a_grpo_batch_takes_well_under_a_second():
 @pytest.mark.parametrize("params,message", [
     ({"language": "klingon"}, r"language_consistency\.language: unknown language 'klingon'; use an ISO 639-1 code"),
     ({"languages": ["en", "xx"]}, r"language_consistency\.languages: unknown language 'xx'"),
-    ({"languages": "en"}, r"language_consistency\.languages: must be a list of ISO 639-1 codes"),
+    ({"languages": "en"}, r"language_consistency\.languages: 'en' is not a list or null; set a list or null"),
     ({"languages": ["en"]}, r"language_consistency\.languages: \['en'\] - the identifier needs at least two"),
 ])
 def test_bad_languages_are_config_errors(params, message):
-    with pytest.raises(ConfigError, match=r"reward\.language_consistency: " + message):
+    with pytest.raises(ConfigError, match=r"^reward\." + message):
         validate_reward_config({"language_consistency": params})
 
 

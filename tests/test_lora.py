@@ -1,5 +1,5 @@
 """LoRA: only the adapter trains; the stage hands on its base with the adapter merged in (a plain checkpoint the next
-stage loads, LoRA or not), merge_lora redoes that merge alone, and 4-bit loading is refused where it cannot work."""
+stage loads, LoRA or not), and 4-bit loading is refused where it cannot work."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,11 @@ from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model
 from r1pipeline.rewards import register
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 
 
 # reasoning_rl from the r1_zero stage's model, one short step
-TINY_RL = ["model=tiny_random", "stage=reasoning_rl", "stage.init_from=r1_zero", "dataset.train_size=8",
+TINY_RL = ["model=tiny_random", "stage=reasoning_rl", "stage.inputs.model=r1_zero", "dataset.train_size=8",
            "dataset.test_size=4", "stage.trainer.max_steps=1", "stage.trainer.per_device_train_batch_size=4",
            "stage.trainer.num_generations=4", "stage.trainer.max_completion_length=8"]
 
@@ -71,31 +71,12 @@ def test_lora_stage_trains_the_adapter_only_and_hands_a_merged_model_on(tiny_cfg
     # The next stages take it as it is: a LoRA stage on top of it, and eval of both.
     rl = run_stage(compose_cfg([*TINY_RL, "model.lora.enabled=true", "model.lora.r=4", "tracking=none"], run_dir=run))
     assert rl["inputs"]["model"] == str(model_dir) and (run / "reasoning_rl" / "model" / "config.json").is_file()
-    ev = run_stage(compose_cfg(["model=tiny_random", "stage=eval", "stage.models=[r1_zero,reasoning_rl]",
+    ev = run_stage(compose_cfg(["model=tiny_random", "stage=eval", "stage.inputs.models=[r1_zero,reasoning_rl]",
                                 "stage.num_prompts=2", "stage.k=1", "stage.generation.max_new_tokens=4",
                                 "dataset.train_size=8", "dataset.test_size=4", "tracking=none"], run_dir=run))
     assert ev["inputs"]["models"] == {"r1_zero": str(model_dir), "reasoning_rl": str(run / "reasoning_rl" / "model")}
     assert all(m["countdown"]["mean_length"] >= 1 for m in ev["metrics"].values())
 
-    # merge_lora redoes the merge from the adapter and its manifest's base: the same weights.
-    merge = run_stage(compose_cfg(["stage=merge_lora", "stage.init_from=r1_zero", "tracking=none"], run_dir=run))
-    remerged = dict(AutoModelForCausalLM.from_pretrained(merge["outputs"]["model"]).named_parameters())
-    assert all(torch.equal(remerged[n], w) for n, w in merged.items())
-
-
-def test_merge_needs_an_adapter_stage(tmp_path):
-    run = tmp_path / "run"
-    (run / "r1_zero" / "model").mkdir(parents=True)
-    (run / "r1_zero" / "model" / "config.json").write_text("{}")
-    (run / "r1_zero" / "manifest.json").write_text(json.dumps(
-        {"status": "complete", "outputs": {"model": str(run / "r1_zero" / "model")}}))
-    cfg = compose_cfg(["stage=merge_lora", "stage.init_from=r1_zero"], run_dir=run)
-    with pytest.raises(ConfigError, match=r"stage.init_from: .* holds a full model, not a LoRA adapter"):
-        run_stage(cfg)
-    with pytest.raises(ConfigError, match=r"stage.init_from: stage 'r1_zero' has no complete output|run stage"):
-        run_stage(compose_cfg(["stage=merge_lora", "stage.init_from=r1_zero"], run_dir=tmp_path / "empty"))
-    with pytest.raises(ConfigError, match=r"merge_lora needs the stage that trained the adapter"):
-        run_stage(compose_cfg(["stage=merge_lora", "stage.init_from=base"], run_dir=run))
 
 
 @pytest.mark.parametrize(

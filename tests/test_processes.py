@@ -19,7 +19,7 @@ from r1pipeline.errors import ConfigError
 from r1pipeline.generation import Params, batch_seed, plan_batches, render, run_batches
 from r1pipeline.rundir import execute_stage
 from r1pipeline.sampling import open_engine, sample
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,7 @@ def test_a_generating_stage_samples_on_the_decided_device(cuda_reported, monkeyp
     passes = summary["generation"]["base"]["countdown"]
     for name, batches, sequences in (("greedy", 1, 2), ("sampled", 2, 4)):
         assert passes[name]["per_process"] == [
-            {"process": 0, "device": "cuda:0", "batches": batches, "sequences": sequences,
+            {"process": 0, "device": "cuda:0", "batches": batches, "restored_batches": 0, "sequences": sequences,
              "new_tokens": passes[name]["new_tokens"], "wall_s": passes[name]["wall_s"]}], name
 
 

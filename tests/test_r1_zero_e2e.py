@@ -9,7 +9,7 @@ import torch
 from conftest import reload_in_fresh_process
 
 from r1pipeline.rewards import register
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 
 
 @register("test_length")

@@ -134,8 +134,8 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise ModelLoaded()
 
-    monkeypatch.setattr("r1pipeline.grpo.load_tokenizer", refuse)
-    monkeypatch.setattr("r1pipeline.grpo.load_model", refuse)
+    monkeypatch.setattr("r1pipeline.stages.grpo.load_tokenizer", refuse)
+    monkeypatch.setattr("r1pipeline.stages.grpo.load_model", refuse)
 
 
 AUDIT_CASES = [
@@ -150,7 +150,7 @@ AUDIT_CASES = [
     # switched off in the reward group
     (["reward=tutorial5", "reward.audit=false"], [("INFO", "reward audit: skipped (reward.audit=false)")]),
     # switched off in a stage's own mix
-    (["stage=reasoning_rl", "stage.init_from=base", "stage.rewards.audit=false"],
+    (["stage=reasoning_rl", "stage.inputs.model=base", "stage.rewards.audit=false"],
      [("INFO", "reward audit: skipped (stage.rewards.audit=false)")]),
 ]
 
@@ -159,7 +159,7 @@ AUDIT_CASES = [
 def test_grpo_stage_audits_its_mix_before_the_model_loads(tiny_cfg, no_model, caplog, overrides, expected):
     cfg = tiny_cfg(*overrides)
     with caplog.at_level(logging.INFO, logger="r1pipeline.reward_audit"), pytest.raises(ModelLoaded):
-        from r1pipeline.stages import run_stage
+        from r1pipeline.cli import run_stage
 
         run_stage(cfg)
     got = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "r1pipeline.reward_audit"]

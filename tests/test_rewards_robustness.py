@@ -190,17 +190,23 @@ class Boom:
         return [0.5] * len(completions)
 
 
-def test_safe_reward_logs_min_max_errors_and_format_compliance():
-    funcs, _ = build_rewards({"format": {"weight": 1.0}, "tag_count": {"weight": 0.5}})
+def test_safe_reward_logs_min_max_errors_and_the_recorder_format_compliance_once_per_batch():
+    from r1pipeline.callbacks import SampleRecorder
+    from r1pipeline.rewards.format import format_compliance
+
+    recorder = SampleRecorder(2, batch_metrics={"format_compliance": format_compliance})
+    funcs, _ = build_rewards({"tag_count": {"weight": 0.5}, "format": {"weight": 1.0}}, recorder=recorder)
     logged = []
     texts = [" a</think><answer>16</answer>", " a</think>", "no tags", " b</think><answer>1</answer>"]
-    for f in funcs:
-        f([[{"role": "assistant", "content": t}] for t in texts], prompts=[PROMPT] * 4,
-          log_metric=lambda k, v: logged.append((k, v)))
-    assert logged == [("rewards/format/errors", 0.0), ("rewards/format/min", 0.0), ("rewards/format/max", 1.0),
-                      ("format_compliance", 0.5),
-                      ("rewards/tag_count/errors", 0.0), ("rewards/tag_count/min", 0.25),  # the prefill's <think>
-                      ("rewards/tag_count/max", 1.0)]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    for f in funcs:  # TRL hands every reward the same batch
+        f(completions, prompts=[PROMPT] * 4, log_metric=lambda k, v: logged.append((k, v)))
+    # format compliance does not depend on the mix's order or on a format reward in it: the recorder logs it
+    assert logged == [("rewards/tag_count/errors", 0.0), ("rewards/tag_count/min", 0.25),  # the prefill's <think>
+                      ("rewards/tag_count/max", 1.0), ("format_compliance", 0.5),
+                      ("rewards/format/errors", 0.0), ("rewards/format/min", 0.0), ("rewards/format/max", 1.0)]
+    assert [r["rewards"] for r in recorder.drain()] == [{"tag_count": 1.0, "format": 1.0},
+                                                        {"tag_count": 0.5, "format": 0.0}]
 
 
 def test_safe_reward_counts_errors_per_sample():
@@ -237,9 +243,9 @@ def test_shipped_mixes_compose_with_overrides():
 
 
 @pytest.mark.parametrize("mix,message", [
-    ({"cosine": {"max_len": 0}}, r"reward\.cosine: cosine\.max_len: must be positive"),
-    ({"language_consistency": {"language": "xx"}}, r"reward\.language_consistency: .*unknown language"),
-    ({"repetition_penalty": {"max_penalty": 1}}, r"reward\.repetition_penalty: .*must be <= 0"),
+    ({"cosine": {"max_len": 0}}, r"reward\.cosine\.max_len: must be positive"),
+    ({"language_consistency": {"language": "xx"}}, r"reward\.language_consistency\.language: unknown language"),
+    ({"repetition_penalty": {"max_penalty": 1}}, r"reward\.repetition_penalty\.max_penalty: must be <= 0"),
     ({"accurcy": {}}, r"reward\.accurcy: unknown reward \(did you mean 'accuracy'\?\); valid rewards: accuracy, "),
     ({"cosine": {"maxlen": 1}}, r"reward\.cosine\.maxlen: unknown parameter; cosine takes: weight, min_value_wrong"),
     # the reserved audit key is a switch, not a reward
@@ -249,7 +255,7 @@ def test_shipped_mixes_compose_with_overrides():
     # correct's checks are validated as a mix of their own, with their full field name
     ({"correct": {"checks": ["countdwn"]}}, r"reward\.correct\.checks\.countdwn: unknown reward \(did you mean 'countdown'"),
     ({"correct": {"checks": [{"accuracy": {"column": "x"}}]}}, r"reward\.correct\.checks\.accuracy\.column: unknown parameter"),
-    ({"correct": {"checks": ["countdown"], "answer_from": "inside"}}, r"reward\.correct: correct\.answer_from: 'inside' is not"),
+    ({"correct": {"checks": ["countdown"], "answer_from": "inside"}}, r"reward\.correct\.answer_from: 'inside' is not"),
 ])
 def test_bad_reward_values_are_config_errors(mix, message):
     with pytest.raises(ConfigError, match=message):
@@ -270,7 +276,7 @@ def test_the_audit_switch_is_not_built_as_a_reward():
 
 
 def test_reasoning_gym_mix_runs_on_basic_arithmetic_rows():
-    from r1pipeline.grpo import prepare_data, reward_cfg
+    from r1pipeline.stages.grpo import prepare_data, reward_cfg
 
     cfg = compose_cfg(["dataset=basic_arithmetic", "reward=reasoning_gym", "dataset.train_size=4",
                        "dataset.test_size=2"])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import compose_cfg
 
-from r1pipeline.config import check_rollout, validate
+from r1pipeline import rollout
+from r1pipeline.config import check_devices, validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.rollout import copy_bandwidth, decode_bytes, grpo_rollout_args
 
@@ -33,6 +34,22 @@ def test_copy_bandwidth_is_measured_once_per_device():
     bw = copy_bandwidth("cpu")
     assert 1e8 < bw < 1e13  # between 100 MB/s and 10 TB/s: a real measurement, in bytes/s
     assert copy_bandwidth("cpu") == bw
+
+
+def test_trls_generation_method_that_the_trainer_wraps_has_the_signature_it_was_written_for():
+    """RolloutGRPOTrainer wraps TRL's private `_generate_single_turn`: a TRL that renames it or changes its arguments
+    must fail here, loudly, not silently skip the wrapper (no timing, no prompt bucket) or pass arguments astray."""
+    import inspect
+
+    from trl import GRPOTrainer
+
+    method = getattr(GRPOTrainer, "_generate_single_turn", None)
+    assert method is not None, "TRL's GRPOTrainer has no _generate_single_turn any more: update r1pipeline/rollout.py"
+    assert str(inspect.signature(method)) == rollout.TRL_GENERATE_SIGNATURE, (
+        f"TRL's GRPOTrainer._generate_single_turn{inspect.signature(method)} differs from the signature "
+        f"RolloutGRPOTrainer wraps, {rollout.TRL_GENERATE_SIGNATURE}: update r1pipeline/rollout.py")
+    source = inspect.getsource(GRPOTrainer)  # the attributes the wrapper reads and sets are TRL's too
+    assert "self.pad_to_multiple_of = args.pad_to_multiple_of" in source and "self._metrics[mode]" in source
 
 
 def test_engines_map_onto_grpo_config_fields():
@@ -66,12 +83,12 @@ def test_vllm_engine_names_the_missing_gpu_or_package(monkeypatch):
     cfg = compose_cfg(["rollout=vllm", "hardware.use_cpu=false"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"rollout=vllm: vLLM needs a CUDA GPU and none is visible"):
-        check_rollout(cfg)
+        check_devices(cfg)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
     with pytest.raises(ConfigError, match=r"the vllm package is not installed; pip install 'r1pipeline\[vllm\]'"):
-        check_rollout(cfg)
+        rollout.check(cfg)
 
 
 def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_dir):
@@ -104,7 +121,7 @@ def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_di
 
 
 def test_grpo_with_static_engine_logs_rollout_speed_against_the_bound(tiny_cfg):
-    from r1pipeline.stages import run_stage
+    from r1pipeline.cli import run_stage
 
     cfg = tiny_cfg("rollout=static", "stage.trainer.max_steps=1", "tracking=none")
     summary = run_stage(cfg)
@@ -124,7 +141,7 @@ def test_static_engine_compiles_and_buckets_trl_generation_only(tiny_cfg, tmp_pa
     """TRL builds its GenerationConfig with disable_compile=True; the static engine needs the compiled decode step,
     and pads prompts to the bucket for generation while the training forward stays unpadded."""
     from r1pipeline.data import build_dataset
-    from r1pipeline.grpo import grpo_args
+    from r1pipeline.stages.grpo import grpo_args
     from r1pipeline.models import load_model, load_tokenizer
     from r1pipeline.rollout import rollout_trainer_cls
 

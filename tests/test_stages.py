@@ -14,10 +14,11 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_cfg
-from r1pipeline.cot import RejectionFilter, clean_reasoning, longest_paragraph, refine
+from r1pipeline.rejection_filter import RejectionFilter, longest_paragraph
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards import register
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
+from r1pipeline.stages.cold_start import clean_reasoning, refine
 
 TEMPLATE = "<think>\n{reasoning}\n\nSo the final answer is {answer}.\n</think>\n<answer>{answer}</answer>"
 FILTERS = OmegaConf.create({"min_score": 1.0, "mixed_language": True, "min_language_share": 0.95, "code_blocks": True,
@@ -181,7 +182,7 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
     from trl import SFTTrainer
 
     from r1pipeline.models import load_model, load_tokenizer
-    from r1pipeline.sft import prompt_completion, sft_args
+    from r1pipeline.stages.sft import prompt_completion, sft_args
 
     tok = load_tokenizer(str(embedded_model_dir))
     trainer = SFTTrainer(model=load_model(cfg.model, str(embedded_model_dir), True, True), processing_class=tok,
@@ -195,8 +196,8 @@ def test_sft1_trains_on_the_assistant_turn_only(tmp_path, embedded_model_dir):
 
 def test_sft_builds_its_trainer_config_before_loading_the_model(tmp_path, monkeypatch, embedded_model_dir):
     """Under ZeRO-3 the trainer config registers DeepSpeed, which makes from_pretrained load the weights partitioned;
-    built after the model, it would come too late (GRPO does the same, r1pipeline/grpo.py)."""
-    import r1pipeline.sft as sft
+    built after the model, it would come too late (GRPO does the same, r1pipeline/stages/grpo.py)."""
+    import r1pipeline.stages.sft as sft
 
     run_dir, order = tmp_path / "run", []
     _cold_start_from_file(tmp_path, run_dir)
@@ -219,14 +220,14 @@ def test_sft_builds_its_trainer_config_before_loading_the_model(tmp_path, monkey
 def test_sft_packs_conversations_when_asked(tmp_path, embedded_model_dir):
     run_dir = tmp_path / "run"
     _cold_start_from_file(tmp_path, run_dir)
-    summary = run_stage(compose_cfg(["model=tiny_random", "stage=sft2", "stage.data_from=cold_start",
+    summary = run_stage(compose_cfg(["model=tiny_random", "stage=sft2", "stage.inputs.dataset=cold_start",
                                      "stage.trainer.packing=true", "stage.trainer.max_length=64",
                                      "stage.trainer.max_steps=1"], run_dir=run_dir))
     assert summary["steps"] == 1 and math.isfinite(summary["metrics"]["loss"]["last"])
 
 
 def test_reasoning_rl_alone_uses_its_own_reward_mix(tmp_path, embedded_model_dir):
-    cfg = compose_cfg(["model=tiny_random", "stage=reasoning_rl", "stage.init_from=base", "dataset.train_size=8",
+    cfg = compose_cfg(["model=tiny_random", "stage=reasoning_rl", "stage.inputs.model=base", "dataset.train_size=8",
                        "dataset.test_size=4", "stage.trainer.max_steps=1", "stage.trainer.per_device_train_batch_size=4",
                        "stage.trainer.num_generations=4", "stage.trainer.max_completion_length=8"],
                       run_dir=tmp_path / "run")
@@ -236,7 +237,7 @@ def test_reasoning_rl_alone_uses_its_own_reward_mix(tmp_path, embedded_model_dir
 
 
 def test_rejection_sampling_counts_what_it_kept_and_dropped(tmp_path, embedded_model_dir):
-    cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.model_from=base",
+    cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.inputs.model=base",
                        "stage.verify=[test_always]", "stage.num_prompts=3", "stage.samples_per_prompt=2",
                        "stage.generation.max_new_tokens=8", "stage.filters.mixed_language=false",
                        "stage.non_reasoning.share=0.5", "dataset.train_size=8", "dataset.test_size=4"],
@@ -254,7 +255,7 @@ def test_rejection_sampling_counts_what_it_kept_and_dropped(tmp_path, embedded_m
 
 
 def test_rejection_sampling_that_keeps_nothing_says_why_and_marks_the_stage_failed(tmp_path, embedded_model_dir):
-    cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.model_from=base",
+    cfg = compose_cfg(["model=tiny_random", "stage=rejection_sampling", "stage.inputs.model=base",
                        "stage.verify=[test_always]", "stage.num_prompts=2", "stage.samples_per_prompt=2",
                        "stage.generation.max_new_tokens=4", "stage.filters.min_score=2.0",
                        "dataset.train_size=8", "dataset.test_size=4"], run_dir=tmp_path / "run")
@@ -329,21 +330,25 @@ def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
 
 @pytest.mark.parametrize("overrides,message", [
     # SFT1 before any cold-start data exists
-    (["stage=sft1"], r"stage\.data_from: stage 'cold_start' has no complete output .*run stage cold_start first"),
+    (["stage=sft1"], r"stage\.inputs\.dataset: stage 'cold_start' has no complete output .*run stage cold_start first"),
     # reasoning RL before SFT1
-    (["stage=reasoning_rl"], r"stage\.init_from: stage 'sft1' .*run stage sft1 first"),
+    (["stage=reasoning_rl"], r"stage\.inputs\.model: stage 'sft1' .*run stage sft1 first"),
     # rejection sampling before reasoning RL
-    (["stage=rejection_sampling"], r"stage\.model_from: stage 'reasoning_rl' .*run stage reasoning_rl first"),
+    (["stage=rejection_sampling"], r"stage\.inputs\.model: stage 'reasoning_rl' .*run stage reasoning_rl first"),
     # eval of a named stage that never ran
-    (["stage=eval", "stage.models=[base,sft2]"], r"stage\.models: stage 'sft2' .*run stage sft2 first"),
+    (["stage=eval", "stage.inputs.models=[base,sft2]"], r"stage\.inputs\.models: stage 'sft2' .*run stage sft2 first"),
     # a name that is not a stage
-    (["stage=sft2", "stage.init_from=sft3"], r"stage\.init_from: 'sft3' is neither 'base' nor a stage"),
+    (["stage=sft2", "stage.inputs.model=sft3"], r"stage\.inputs\.model: 'sft3' is neither 'base' nor a stage that "
+                                               r"produces a model \(r1_zero, sft1, reasoning_rl, sft2\)"),
     # a stage without a model as a model source
-    (["stage=infer", "stage.model_from=eval"], r"stage\.model_from: 'eval' is neither 'base' nor a stage with an output"),
+    (["stage=infer", "stage.inputs.model=eval"], r"stage\.inputs\.model: 'eval' is neither 'base' nor a stage that produces"),
+    # a dataset from a stage that produces none
+    (["stage=sft1", "stage.inputs.dataset=sft2"], r"stage\.inputs\.dataset: 'sft2' is not a stage that produces a "
+                                                  r"dataset \(cold_start, rejection_sampling\)"),
     # an SFT trainer field that TRL does not have
     (["stage=sft1", "+stage.trainer.lerning_rate=1"], r"stage\.trainer\.lerning_rate: not a field of trl\.SFTConfig"),
     # pipeline order that feeds a stage before its input is made
-    (["stage=pipeline", "stage.order=[sft1,cold_start]"], r"stage\.sft1\.data_from: 'cold_start' does not run before sft1"),
+    (["stage=pipeline", "stage.order=[sft1,cold_start]"], r"stage\.sft1\.inputs\.dataset: 'cold_start' does not run before sft1"),
 ])
 def test_hand_off_errors_name_the_stage_to_run_first(tmp_path, overrides, message):
     cfg = compose_cfg(["model=tiny_random", "dataset.train_size=8", "dataset.test_size=4", *overrides],

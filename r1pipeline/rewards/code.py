@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards import asserts, sandbox
 from r1pipeline.rewards.registry import register
 from r1pipeline.rewards.text import check_answer_from, extract_answer, r1_answer, responses, structured_responses
@@ -55,7 +56,7 @@ class CodeReward:
         self.limits = sandbox.Limits(timeout_s, cpu_s, memory_mb, processes, open_files, file_kb)
         self.limits.check()
         if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+            raise ConfigError(f"workers must be a positive integer, got {workers!r}")
         self.tests_column, self.setup_column, self.workers = tests_column, setup_column, workers
         self.answer_from = check_answer_from(answer_from, "code")
         self._errors: list[tuple[int, str]] = []

@@ -5,6 +5,7 @@ so training and evaluation share one verification path.
 """
 from __future__ import annotations
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import REWARDS, as_mix, params_of, register, validate_reward_config
 from r1pipeline.rewards.text import check_answer_from
 
@@ -32,7 +33,7 @@ class CorrectReward:
 
     def __init__(self, checks=None, answer_from: str | None = "strict", partial_credit: bool = False):
         if not checks:
-            raise ValueError("correct.checks: empty; name the dataset's check, e.g. checks: ${dataset.verify}")
+            raise ConfigError("correct.checks: empty; name the dataset's check, e.g. checks: ${dataset.verify}")
         validate_reward_config(as_mix(checks), where="correct.checks")
         self.answer_from = None if answer_from is None else check_answer_from(answer_from, "correct")
         self.partial_credit = bool(partial_credit)
@@ -42,7 +43,7 @@ class CorrectReward:
             self.weights.append(float(spec.pop("weight")))
             if self.answer_from is not None and "answer_from" in params_of(REWARDS[name]):
                 if spec.get("answer_from", self.answer_from) != self.answer_from:
-                    raise ValueError(f"correct.checks.{name}.answer_from: {spec['answer_from']!r} conflicts with "
+                    raise ConfigError(f"correct.checks.{name}.answer_from: {spec['answer_from']!r} conflicts with "
                                      f"correct.answer_from={self.answer_from!r}; set it once, on correct")
                 spec["answer_from"] = self.answer_from
             self.checks.append(REWARDS[name](**spec))

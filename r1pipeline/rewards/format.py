@@ -1,4 +1,4 @@
-"""Structure rewards: strict think/answer format and partial credit per tag."""
+"""`format`: the strict R1 think/answer format."""
 from __future__ import annotations
 
 from r1pipeline.rewards.registry import register
@@ -25,30 +25,8 @@ class FormatReward:
         return out
 
 
-@register("tag_count")
-class TagCountReward:
-    """Partial credit for the four tags: 0.25 for each of `<think>`, `</think>`, `<answer>`, `</answer>` that appears
-    exactly once, counted only when the tags appear in that order (an out-of-order tag earns nothing).
-    Repeating a block earns no extra credit (its tags then appear twice and score 0). Range [0, 1].
-    Example: "<think>x</think><answer>4</answer>" -> 1.0; "<think>x</think>" -> 0.5; "" -> 0.0.
-    `prefix=True`: a tag counts only when every tag before it counted, so "<think>x</answer>" (a skipped
-    `</think>` and `<answer>`) earns 0.25 instead of 0.5 - SmolLM2 learned that shortcut on CPU (README).
-    """
-
-    TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-
-    def __init__(self, prefix: bool = False):
-        self.prefix = prefix
-
-    def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
-        out = []
-        for text in structured_responses(completions, prompts):
-            score, last = 0.0, -1
-            for tag in self.TAGS:
-                if text.count(tag) == 1 and text.find(tag) > last:
-                    score += 0.25
-                    last = text.find(tag)
-                elif self.prefix:
-                    break
-            out.append(score)
-        return out
+def format_compliance(completions, prompts=None) -> float:
+    """Share of completions that the strict `format` reward accepts: the `format_compliance` metric every GRPO step
+    logs, whichever rewards its mix holds (r1pipeline/stages/grpo.py)."""
+    scores = FormatReward()(completions, prompts=prompts)
+    return sum(scores) / len(scores) if scores else 0.0

@@ -14,8 +14,9 @@ import urllib.request
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import extract_answer, responses
+from r1pipeline.rewards.text import extract_answer, last_user_text, responses
 
 log = logging.getLogger(__name__)
 SYSTEM = "You are a strict grader."
@@ -47,13 +48,6 @@ def parse_score(reply: str, max_score: float) -> float:
     if not 0 <= value <= max_score:
         raise JudgeError(f"score {value:g} is outside [0, {max_score:g}]", retry=False)
     return value / max_score
-
-
-def last_user_text(prompt) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    users = [m.get("content", "") for m in prompt or [] if isinstance(m, dict) and m.get("role") == "user"]
-    return str(users[-1]) if users else ""
 
 
 @register("judge")
@@ -95,20 +89,20 @@ class JudgeReward:
 
     def _check(self) -> None:
         if not self.url or not str(self.url).startswith(("http://", "https://")):
-            raise ValueError(f"url: {self.url!r} is not an http(s) URL; set reward.judge.url=http://HOST:PORT/v1 "
+            raise ConfigError(f"url: {self.url!r} is not an http(s) URL; set reward.judge.url=http://HOST:PORT/v1 "
                              f"(any OpenAI-compatible server) or the environment variable R1_JUDGE_URL")
         if not self.model:
-            raise ValueError("model: not set; set reward.judge.model=<name the server knows> or R1_JUDGE_MODEL")
+            raise ConfigError("model: not set; set reward.judge.model=<name the server knows> or R1_JUDGE_MODEL")
         unknown = {f for _, f, _, _ in string.Formatter().parse(self.rubric) if f} - FIELDS
         if unknown:
-            raise ValueError(f"rubric: unknown field(s) {sorted(unknown)}; use {sorted(FIELDS)}")
+            raise ConfigError(f"rubric: unknown field(s) {sorted(unknown)}; use {sorted(FIELDS)}")
         if "{reference}" in self.rubric and not self.reference_column:
-            raise ValueError("rubric: uses {reference} but reference_column is not set; name the dataset column")
+            raise ConfigError("rubric: uses {reference} but reference_column is not set; name the dataset column")
         for name, low in (("max_score", 0), ("timeout_s", 0), ("concurrency", 0), ("max_tokens", 0),
                           ("retries", -1), ("backoff_s", -1), ("cache_size", -1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= low:
-                raise ValueError(f"{name} must be {'> 0' if low == 0 else '>= 0'}, got {value!r}")
+                raise ConfigError(f"{name} must be {'> 0' if low == 0 else '>= 0'}, got {value!r}")
 
     def __call__(self, completions, prompts=None, **columns) -> list[float | None]:
         prompts = prompts if prompts is not None else [None] * len(completions)

@@ -1,7 +1,7 @@
 """Language consistency of the chain of thought (DeepSeek-R1, section 2.3.3), by a language identifier.
 
 R1's reward is the share of chain-of-thought words in the target language. Words and languages are decided here,
-once, for the reward and for the rejection-sampling filter (`r1pipeline.cot.is_mixed_language`), so the two agree.
+once, for the reward and for the rejection-sampling filter (`r1pipeline.rejection_filter.is_mixed_language`), so the two agree.
 
 Words (what is counted): math (`$...$`, `\\(...\\)`, `\\[...\\]`, LaTeX commands), tags, digits, punctuation and
 one-letter Latin tokens (variables such as x, n) are not words. A run of letters of one script is a word (Latin,
@@ -51,8 +51,9 @@ from typing import NamedTuple
 
 import regex
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.registry import register
-from r1pipeline.rewards.text import completion_text, responses, think_block
+from r1pipeline.rewards.text import last_user_text, responses, think_block
 
 # Characters per counted word in scripts written without spaces (see the module docstring).
 CHARS_PER_WORD = {"Han": 2, "Hiragana": 2, "Katakana": 2, "Thai": 4, "Lao": 4, "Khmer": 4, "Myanmar": 4}
@@ -119,18 +120,18 @@ def language_codes() -> list[str]:
 
 
 def check_languages(language: str | None, languages, where: str) -> tuple[str, ...]:
-    """The candidate codes, sorted, the target among them; ValueError naming the field and the fix."""
+    """The candidate codes, sorted, the target among them; a ConfigError naming the field and the fix."""
     known = language_codes()
     if isinstance(languages, str) or not hasattr(languages, "__iter__"):
-        raise ValueError(f"{where}.languages: must be a list of ISO 639-1 codes such as [en, zh], got {languages!r}")
+        raise ConfigError(f"{where}.languages: must be a list of ISO 639-1 codes such as [en, zh], got {languages!r}")
     codes = list(languages)
     for field, code in [("language", language), *(("languages", c) for c in codes)]:
         if code is not None and (not isinstance(code, str) or code.lower() not in known):
-            raise ValueError(f"{where}.{field}: unknown language {code!r}; use an ISO 639-1 code lingua knows: "
+            raise ConfigError(f"{where}.{field}: unknown language {code!r}; use an ISO 639-1 code lingua knows: "
                              f"{', '.join(known)}")
     codes = sorted({c.lower() for c in codes} | ({language.lower()} if language else set()))
     if len(codes) < 2:
-        raise ValueError(f"{where}.languages: {codes} - the identifier needs at least two candidate languages to "
+        raise ConfigError(f"{where}.languages: {codes} - the identifier needs at least two candidate languages to "
                          f"choose from; add the languages a chain of thought may drift into (e.g. [en, zh])")
     return tuple(codes)
 
@@ -216,14 +217,6 @@ def chain_of_thought(text: str) -> str:
     return text.split("<think>", 1)[1] if "<think>" in text and "</think>" not in text else ""
 
 
-def user_text(prompt) -> str:
-    """The last user turn of a conversational prompt, or the prompt string itself."""
-    if isinstance(prompt, list):
-        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return completion_text([users[-1]]) if users else ""
-    return "" if prompt is None else str(prompt)
-
-
 def consistency(cot: str, targets: tuple[str, ...], codes: tuple[str, ...]) -> float:
     """The reward of one chain of thought: 0.0 when there is none, 1.0 when it has text but no words (only math or
     numbers: nothing is in another language), else the target language's share of its words."""
@@ -261,7 +254,7 @@ class LanguageConsistencyReward:
         read: dict[str, tuple[str, ...]] = {}  # a GRPO batch repeats each prompt num_generations times
         out = []
         for text, prompt in zip(responses(completions, prompts), prompts):
-            asked = user_text(prompt)
+            asked = last_user_text(prompt)
             if self.language is None and asked not in read:
                 read[asked] = prompt_languages(asked, self.languages)
             targets = (self.language,) if self.language else read[asked]

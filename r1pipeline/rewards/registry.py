@@ -21,13 +21,15 @@ import logging
 from collections.abc import Mapping
 
 from r1pipeline.errors import ConfigError
+from r1pipeline.typecheck import check_value, hints
 
 log = logging.getLogger(__name__)
 
 REWARDS: dict[str, type] = {}
 RESERVED = ("audit",)  # mix keys that are not rewards: `audit: false` skips the pre-training reward-hacking audit
-_MODULES = ("format", "countdown", "accuracy", "language", "structure", "gym_verifier", "correct", "code",
-            "judge")  # modules whose import registers rewards
+# Modules whose import registers rewards: each is named after its reward (language.py: language_consistency).
+_MODULES = ("accuracy", "code", "correct", "cosine", "countdown", "format", "judge", "language", "overlong",
+            "reasoning_gym", "reasoning_steps", "repetition_penalty", "tag_count")
 
 
 def register(name: str):
@@ -107,18 +109,23 @@ def _validate_one(name: str, spec: dict, dataset_columns: set[str] | None, where
     weight = spec.pop("weight", 1.0)
     if not isinstance(weight, (int, float)):
         raise ConfigError(f"{where}.{name}.weight: must be a number, got {weight!r}")
-    params = params_of(REWARDS[name])
-    for key in spec:
+    params, types = params_of(REWARDS[name]), hints(REWARDS[name].__init__)
+    for key, value in spec.items():
         if key not in params:
             raise ConfigError(f"{where}.{name}.{key}: unknown parameter; {name} takes: weight"
                               + "".join(f", {p}" for p in params))
+        if key in types:  # values of the parameter's type; ranges are the constructor's to check, below
+            default = params[key].default
+            check_value(value, types[key], f"{where}.{name}.{key}",
+                        None if default in (inspect.Parameter.empty, None) else default)
     nested = getattr(REWARDS[name], "nested_checks", None)
     if nested:  # e.g. correct's `checks`: a verify list, validated as a mix of its own
         validate_reward_config(as_mix(spec.get(nested)), dataset_columns, f"{where}.{name}.{nested}")
     try:  # values: constructors check their own ranges (cheap; nothing heavy starts here)
         REWARDS[name](**spec)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}.{name}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # "cosine.max_len: ..." names its field; "workers must be ..." does not
+        msg = str(exc)
+        raise ConfigError(f"{where}.{msg}" if msg.startswith(f"{name}.") else f"{where}.{name}: {msg}") from exc
     if dataset_columns is not None:
         missing = [c for c in required_columns(REWARDS[name], spec) if c not in dataset_columns]
         if missing:
@@ -141,13 +148,14 @@ def validate_reward_config(reward_cfg: Mapping, dataset_columns: set[str] | None
 
 
 def build_rewards(reward_cfg: Mapping, recorder=None):
-    """Instantiate a validated mix. Returns (list of safe reward callables, list of weights)."""
+    """Instantiate a validated mix. Returns (list of safe reward callables, list of weights); every scored batch is
+    reported to `recorder` (callbacks.SampleRecorder) when one is given."""
     from r1pipeline.rewards.safety import SafeReward
 
     validate_reward_config(reward_cfg)
     funcs, weights = [], []
-    for i, (name, spec) in enumerate(rewards_of(reward_cfg).items()):
+    for name, spec in rewards_of(reward_cfg).items():
         spec = dict(spec or {})
         weights.append(float(spec.pop("weight", 1.0)))
-        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder, report_format=i == 0))
+        funcs.append(SafeReward(REWARDS[name](**spec), name=name, recorder=recorder))
     return funcs, weights

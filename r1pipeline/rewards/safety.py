@@ -4,8 +4,7 @@ An exception inside a reward scores 0.0 for the batch's affected completions, is
 `rewards/<name>/errors`, and the offending sample is written to the run's log. Non-finite scores become 0.0 and
 are counted the same way, and so are the failures a reward handles itself (the code sandbox, the judge) and lists in
 `take_errors()`. Per-batch min/max are reported through TRL's `log_metric` hook (TRL itself logs each
-reward's mean and std); the first reward of a mix also reports `format_compliance`, the share of completions in the
-strict think/answer format, whatever rewards the mix holds.
+reward's mean and std). Every scored batch goes to the stage's recorder, when it has one (callbacks.SampleRecorder).
 """
 from __future__ import annotations
 
@@ -17,18 +16,9 @@ from r1pipeline.rewards.text import completion_text
 log = logging.getLogger(__name__)
 
 
-def format_compliance(completions, prompts=None) -> float:
-    """Share of completions that the strict `format` reward accepts."""
-    from r1pipeline.rewards.format import FormatReward
-
-    scores = FormatReward()(completions, prompts=prompts)
-    return sum(scores) / len(scores)
-
-
 class SafeReward:
-    def __init__(self, reward, name: str, recorder=None, report_format: bool = False):
+    def __init__(self, reward, name: str, recorder=None):
         self.reward = reward
-        self.report_format = report_format
         self.name = name
         self.__name__ = name  # TRL names the metric `rewards/<__name__>/mean`
         self.recorder = recorder  # optional: keeps a few scored samples for samples.jsonl
@@ -72,17 +62,15 @@ class SafeReward:
                 clean.append(self._fail(ValueError(f"non-finite score {s!r}"), c))
             else:
                 clean.append(float(s))
-        if self.recorder is not None:
-            state = kwargs.get("trainer_state")
-            self.recorder.record(self.name, getattr(state, "global_step", 0), prompts, completions, clean)
         if log_metric is not None:
             valid = [s for s in clean if s is not None]
             log_metric(f"rewards/{self.name}/errors", float(self.errors - errors_before))
             if valid:
                 log_metric(f"rewards/{self.name}/min", min(valid))
                 log_metric(f"rewards/{self.name}/max", max(valid))
-            if self.report_format and completions:
-                log_metric("format_compliance", format_compliance(completions, prompts))
+        if self.recorder is not None:
+            state = kwargs.get("trainer_state")
+            self.recorder.record(self.name, getattr(state, "global_step", 0), prompts, completions, clean, log_metric)
         return clean
 
     def _fail(self, exc: Exception, completion) -> float:

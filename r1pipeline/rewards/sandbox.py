@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from r1pipeline.errors import ConfigError
 from r1pipeline.rewards.sandbox_child import RESULT_MARK, VIOLATION_EXIT
 
 CHILD = str(Path(__file__).with_name("sandbox_child.py"))
@@ -49,7 +50,7 @@ class Limits:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"{f.name} must be a number > 0, got {value!r}")
+                raise ConfigError(f"{f.name} must be a number > 0, got {value!r}")
 
 
 @dataclasses.dataclass

@@ -1,7 +1,10 @@
-"""Text helpers shared by rewards: what the model wrote, and where its answer is."""
+"""Text helpers shared by the rewards and everything that reads samples (callbacks, sampling, eval, the stages):
+what the prompt asked, what the model wrote, and where its answer is."""
 from __future__ import annotations
 
 import re
+
+from r1pipeline.errors import ConfigError
 
 
 def completion_text(completion) -> str:
@@ -18,6 +21,14 @@ def prefill_text(prompt) -> str:
     if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict) and prompt[-1].get("role") == "assistant":
         return str(prompt[-1].get("content", ""))
     return ""
+
+
+def last_user_text(prompt) -> str:
+    """The last user turn of a conversational prompt, or the prompt string itself."""
+    if isinstance(prompt, list):
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return completion_text([users[-1]]) if users else ""
+    return "" if prompt is None else str(prompt)
 
 
 def responses(completions, prompts=None) -> list[str]:
@@ -48,14 +59,6 @@ def extract_answer(text: str) -> str | None:
     return text[start + len("<answer>"):end].strip() if start >= 0 else None
 
 
-def extract_thinking(text: str) -> str:
-    """Content of the first think block (or everything before `</think>` when `<think>` was prefilled)."""
-    block = think_block(text)
-    if block is not None:
-        return block
-    return text.split("</think>", 1)[0] if "</think>" in text else ""
-
-
 def think_block(text: str) -> str | None:
     """Content from the first `<think>` to the next `</think>`; None when there is no such pair. (str.find: the
     regex equivalent is quadratic on many unclosed `<think>`.)"""
@@ -82,7 +85,7 @@ _EXPRESSION = re.compile(r"[\d\s+\-*/().=]+")
 def check_answer_from(value: str, reward: str) -> str:
     """The `answer_from` parameter of a verifying reward, checked (ValueError names the field and the choices)."""
     if value not in ANSWER_FROM:
-        raise ValueError(f"{reward}.answer_from: {value!r} is not one of {', '.join(ANSWER_FROM)}")
+        raise ConfigError(f"{reward}.answer_from: {value!r} is not one of {', '.join(ANSWER_FROM)}")
     return value
 
 

@@ -1,7 +1,7 @@
 """Eval: held-out pass@1 (greedy and sampled) and maj@k, strict and format-free, each with a 95% interval over
 prompts, for the base model and every stage model of the run, on one or several benchmarks.
 
-python -m r1pipeline stage=eval run.dir=<run> [stage.models=[base,sft2]] [stage.datasets=[countdown,basic_arithmetic]]
+python -m r1pipeline stage=eval run.dir=<run> [stage.inputs.models=[base,sft2]] [stage.datasets=[countdown,basic_arithmetic]]
   [stage.k=8] [stage.greedy=false] [stage.num_prompts=200]
 
 Writes results.md (one table: a row per model, a column group per benchmark, then a generation table), results.csv
@@ -17,27 +17,50 @@ import csv
 import json
 import logging
 
-from r1pipeline import benchmarks, tracking
-from r1pipeline.config import validate
+from r1pipeline import benchmarks, sampling, tracking
+from r1pipeline.errors import ConfigError
 from r1pipeline.evaluation import READINGS, evaluate, score_columns
 from r1pipeline.plots import plot_stage_comparison, plot_stages
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model, read_manifest, stage_dir
 from r1pipeline.sampling import open_engine
+from r1pipeline.stages import producers, running
+from r1pipeline.typecheck import flag, number
 
 log = logging.getLogger(__name__)
-# Training stages in pipeline order; their models are compared when `stage.models` is null.
-MODEL_STAGES = ("r1_zero", "sft1", "reasoning_rl", "sft2")
-RL_STAGES = ("r1_zero", "reasoning_rl")  # their reward curves go beside the scores in stages.png
 COLUMNS = ("model", "dataset", "path", "prompts", "k", *score_columns(), "mean_length", "tokens_per_s",
            "bound_tokens_per_s")
 
 
+def check(cfg) -> None:
+    """Eval scores something (a greedy pass, k samples, or both), with a usable bootstrap, on benchmarks that compose
+    and whose check reads answers strictly and format-free (r1pipeline/benchmarks.py); the base model loads when no
+    list of models is given (base is then evaluated first)."""
+    from r1pipeline.models import check_model_path
+
+    s = cfg.stage
+    if not isinstance(s.k, int) or isinstance(s.k, bool) or s.k < 0:
+        raise ConfigError(f"stage.k: {s.k!r} must be a number of samples per prompt, 0 (no sampling) or more")
+    flag(s.greedy, "stage.greedy")
+    if s.k == 0 and not s.greedy:
+        raise ConfigError("stage.k: 0 with stage.greedy=false leaves nothing to score; set stage.greedy=true (one "
+                          "greedy answer per prompt) or stage.k to 1 or more (sampled answers per prompt)")
+    number(s.num_prompts, "stage.num_prompts", low=1, integer=True, example=50)
+    number(s.min_score, "stage.min_score", example=1.0)
+    if not isinstance(s.bootstrap.resamples, int) or s.bootstrap.resamples < 100:
+        raise ConfigError(f"stage.bootstrap.resamples: {s.bootstrap.resamples!r} is too few for a 95% interval; "
+                          f"use 1000 or more (2000 is the default)")
+    if not s.inputs.models:
+        check_model_path(cfg.model.path)
+    sampling.check(cfg)
+    benchmarks.check(cfg)
+
+
 def models_to_evaluate(cfg) -> list[str]:
-    """`stage.models`, or base plus every training stage of this run whose manifest says complete."""
-    if cfg.stage.models:
-        return list(cfg.stage.models)
-    done = [s for s in MODEL_STAGES
+    """`stage.inputs.models`, or base plus every training stage of this run whose manifest says complete."""
+    if cfg.stage.inputs.models:
+        return list(cfg.stage.inputs.models)
+    done = [s for s in producers("model")  # the training stages, in pipeline order (r1pipeline/stages: STAGES)
             if (m := read_manifest(stage_dir(cfg, s))) and m.get("status") == "complete" and "model" in m["outputs"]]
     return ["base", *done]
 
@@ -110,17 +133,16 @@ def write_outputs(out, rows: list[dict], samples: list[dict], table: str, cfg) -
     (out / "results.md").write_text(table)
     (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
     names = list(dict.fromkeys(r["model"] for r in rows))
-    rl = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in RL_STAGES if s in names}
+    rl = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in running("grpo") if s in names}  # the RL stages
     plot_stages(rows, rl, out / "stages.png", title=f"held-out pass@1 per stage ({cfg.run.dir})")
     curves = {s: stage_dir(cfg, s) / "metrics.jsonl" for s in names if s != "base"}
     plot_stage_comparison(curves, out / "curves.png", title="training curves per stage")
 
 
 def run(cfg) -> dict:
-    validate(cfg)
     stage = cfg.stage
     names = models_to_evaluate(cfg)
-    paths = {name: input_model(cfg, name, "models") for name in names}  # fails early: "run stage X first"
+    paths = {name: input_model(cfg, name, "inputs.models") for name in names}  # fails early: "run stage X first"
     benches = benchmarks.load(cfg)  # every benchmark's rows and check, before any model loads
     inputs = {"models": {n: p for n, (p, _) in paths.items()}, "datasets": {b.name: len(b.data) for b in benches}}
 
@@ -130,7 +152,7 @@ def run(cfg) -> dict:
             with open_engine(cfg, path, random_init) as engine:
                 for bench in benches:
                     row, bench_samples, generation.setdefault(name, {})[bench.name] = evaluate(
-                        engine, bench, stage, cfg.seed)
+                        engine, bench, stage, cfg.seed, out / "batches" / name / bench.name)
                     rows.append({"model": name, "path": path, **row})
                     samples += [{"model": name, **s} for s in bench_samples]
                     log.info("eval %s on %s: %s", name, bench.name, ", ".join(

@@ -1,8 +1,8 @@
 """Infer: batch-answer prompts from a file, or chat interactively, with the base model or any stage's model.
 
-python -m r1pipeline stage=infer run.dir=<run> stage.model_from=sft2 stage.prompts_file=prompts.txt
-python -m r1pipeline stage=infer run.dir=<run> stage.model_from=reasoning_rl      (interactive chat; empty line or
-                                                                                  EOF ends it)
+python -m r1pipeline stage=infer run.dir=<run> stage.inputs.model=sft2 stage.prompts_file=prompts.txt
+python -m r1pipeline stage=infer run.dir=<run> stage.inputs.model=reasoning_rl     (interactive chat;
+                                                                                        an empty line or EOF ends it)
 A prompts file is .txt (one prompt per line) or .jsonl (`prompt`: a string, or `messages`: a conversation, per line).
 Answers go to `<run>/infer/answers.jsonl` (appended, so several runs can share a run directory). A prompts file is
 split across the processes of the hardware profile like any generating stage; chat runs in one process.
@@ -14,8 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from r1pipeline import processes
-from r1pipeline.config import validate
+from r1pipeline import processes, sampling
 from r1pipeline.errors import ConfigError
 from r1pipeline.logs import stage_logging
 from r1pipeline.rundir import input_model, stage_dir
@@ -24,10 +23,19 @@ from r1pipeline.sampling import open_engine, sample
 log = logging.getLogger(__name__)
 
 
+def check(cfg) -> None:
+    """A prompts file that exists (chat, without one, runs in one process), and the generation block."""
+    path = cfg.stage.prompts_file
+    if path is None and cfg.hardware.num_processes > 1:
+        raise ConfigError("stage.prompts_file: interactive chat runs in one process; give a prompts file to answer "
+                          "it with several processes, or chat with hardware.num_processes=1")
+    if path is not None and not Path(path).expanduser().is_file():
+        raise ConfigError(f"stage.prompts_file: {path} does not exist; give a .txt or .jsonl file")
+    sampling.check(cfg)
+
+
 def read_prompts(path: str, system: str | None) -> list[list[dict]]:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"stage.prompts_file: {path} does not exist; give a .txt or .jsonl file")
     lines = [line for line in p.read_text().splitlines() if line.strip()]
     head = [{"role": "system", "content": system}] if system else []
     if p.suffix == ".jsonl":
@@ -52,13 +60,9 @@ def chat(engine, cfg, stream_in=sys.stdin, stream_out=sys.stdout) -> list[dict]:
 
 
 def run(cfg) -> dict:
-    validate(cfg)
     stage = cfg.stage
     prompts = read_prompts(stage.prompts_file, stage.system) if stage.prompts_file else None
-    if prompts is None and processes.state().num_processes > 1:
-        raise ConfigError("stage.prompts_file: interactive chat runs in one process; give a prompts file to answer "
-                          "it with several processes, or chat with hardware.num_processes=1")
-    path, random_init = input_model(cfg, stage.model_from, "model_from")
+    path, random_init = input_model(cfg, stage.inputs.model)
     out = stage_dir(cfg)
     if processes.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +78,8 @@ def run(cfg) -> dict:
                 stats = sampled.stats
         if processes.is_main_process():
             with answers.open("a") as f:
-                f.writelines(json.dumps({"model": stage.model_from, "messages": c}) + "\n" for c in conversations)
-        log.info("infer with %s (%s): %d conversations -> %s", stage.model_from, path, len(conversations), answers)
+                f.writelines(json.dumps({"model": stage.inputs.model, "messages": c}) + "\n" for c in conversations)
+        log.info("infer with %s (%s): %d conversations -> %s", stage.inputs.model, path, len(conversations), answers)
     processes.wait_for_everyone()
     return {"stage": "infer", "status": "complete", "model": path, "answers": str(answers),
             "conversations": conversations, "generation": stats}

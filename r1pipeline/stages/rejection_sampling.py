@@ -15,13 +15,14 @@ import random
 
 from omegaconf import OmegaConf
 
-from r1pipeline.config import validate
-from r1pipeline.cot import RejectionFilter
-from r1pipeline.data import build_dataset, draw_prompts, load_files
+from r1pipeline import sampling
+from r1pipeline.data import build_dataset, check_training_split, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
+from r1pipeline.rejection_filter import RejectionFilter
 from r1pipeline.rundir import StageFailed, execute_stage, input_model
 from r1pipeline.sampling import open_engine, sample, sft_row, task_messages
+from r1pipeline.typecheck import flag, number
 from r1pipeline.verify import Verifier, check_verifier
 
 log = logging.getLogger(__name__)
@@ -70,39 +71,52 @@ def non_reasoning_rows(nr_cfg, n_reasoning: int) -> list[dict]:
              else nr_cfg.path, "score": None} for r in rows]
 
 
-def check(cfg, columns: set[str]) -> None:
-    nr = cfg.stage.non_reasoning
-    if not 0 <= nr.share < 1:
-        raise ConfigError(f"stage.non_reasoning.share: {nr.share} must be in [0, 1) (the share of the final set)")
+def check(cfg) -> None:
+    """The stage block: sizes, the check, the filters, the non-reasoning share, the generation block, and a dataset
+    with training rows."""
+    stage = cfg.stage
+    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
+    number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
+    f = stage.filters
+    number(f.min_score, "stage.filters.min_score", example=1.0)
+    number(f.min_language_share, "stage.filters.min_language_share", low=0, high=1, example=0.95)
+    for key in ("mixed_language", "code_blocks", "dedupe"):
+        flag(f[key], f"stage.filters.{key}")
+    if f.max_paragraph_chars is not None:
+        number(f.max_paragraph_chars, "stage.filters.max_paragraph_chars", low=1, integer=True, example=1500)
+    nr = stage.non_reasoning
+    if not isinstance(nr.share, (int, float)) or not 0 <= nr.share < 1:
+        raise ConfigError(f"stage.non_reasoning.share: {nr.share!r} must be in [0, 1) (the share of the final set)")
     if nr.source not in ("builtin", "local") or (nr.source == "local" and not nr.path):
         raise ConfigError("stage.non_reasoning.source: use builtin, or local with stage.non_reasoning.path=<file>")
-    if cfg.stage.samples_per_prompt < 1:
-        raise ConfigError("stage.samples_per_prompt: must be at least 1")
-    check_verifier(cfg.stage.verify, columns)
+    check_verifier(stage.verify)
+    sampling.check(cfg)
+    check_training_split(cfg.dataset, stage.name)
 
 
-def sample_and_filter(cfg, engine, data, verifier) -> tuple[list[dict], dict, dict]:
-    """k samples per prompt -> (kept rows, filter statistics, generation statistics)."""
+def sample_and_filter(cfg, engine, data, verifier, store=None) -> tuple[list[dict], dict, dict]:
+    """k samples per prompt -> (kept rows, filter statistics, generation statistics); batches already sampled into
+    `store` are read back (r1pipeline/sampling.py)."""
     stage = cfg.stage
     prompts = [r["prompt"] for r in data]
-    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier)
+    sampled = sample(engine, prompts, stage.generation, stage.samples_per_prompt, cfg.seed, list(data), verifier,
+                     store)
     keep = RejectionFilter(stage.filters)
-    rows = [sft_row(row, s.response, "rejection_sampling", stage.model_from, s.score)
+    rows = [sft_row(row, s.response, "rejection_sampling", stage.inputs.model, s.score)
             for row, samples in zip(data, sampled.per_prompt) for s in samples
             if keep(task_messages(row["prompt"])[-1]["content"], s.response, s.score)]
     return rows, keep.stats(), sampled.stats
 
 
 def run(cfg) -> dict:
-    validate(cfg)
     stage = cfg.stage
-    model_path, random_init = input_model(cfg, stage.model_from, "model_from")  # fails early: "run stage X first"
+    model_path, random_init = input_model(cfg, stage.inputs.model)  # fails early: "run stage X first"
     data = draw_prompts(build_dataset(cfg.dataset)["train"], stage.num_prompts, cfg.seed, stage.name)
-    check(cfg, set(data.column_names))
+    check_verifier(stage.verify, set(data.column_names))  # the columns it reads, before the model loads
 
     def work(out):
         with open_engine(cfg, model_path, random_init) as engine:
-            rows, filtered, generation = sample_and_filter(cfg, engine, data, Verifier(stage.verify))
+            rows, filtered, generation = sample_and_filter(cfg, engine, data, Verifier(stage.verify), out / "batches")
         log.info("rejection sampling kept %d of %d samples; dropped %s", filtered["kept"], filtered["samples"],
                  filtered["dropped"])
         if not rows:

@@ -1,4 +1,17 @@
-"""GRPO with TRL, shared by the R1-Zero and reasoning-RL stages: data, rewards, model, trainer, artifacts."""
+"""The GRPO stages, R1-Zero and reasoning RL: one algorithm (TRL's GRPOTrainer), two configurations.
+
+python -m r1pipeline stage=r1_zero [reward=...] [dataset=...] [stage.trainer.max_steps=...]
+python -m r1pipeline stage=reasoning_rl run.dir=<run with sft1> [stage.inputs.model=sft1] [stage.rewards=...]
+
+- `r1_zero` (R1 section 2.2): GRPO straight from the base model with verifiable rewards, no SFT first. Its reward
+  mix is the `reward` group (so `-m reward=a,b,c` sweeps it) unless `stage.rewards` sets one.
+- `reasoning_rl` (R1 section 2.3.2): GRPO from the SFT1 model with correctness (the dataset's own check), format and
+  language-consistency rewards. The stage carries its own mix (`stage.rewards`, pulled from conf/reward/ by its
+  defaults list), so a pipeline keeps R1-Zero's mix and this one side by side.
+
+`run` reads top to bottom: the input model, the prompts and the columns the mix reads, the reward-hacking audit,
+then the trainer (model, rewards, callbacks) and train -> save (r1pipeline/training.py).
+"""
 from __future__ import annotations
 
 import logging
@@ -8,19 +21,47 @@ from pathlib import Path
 import torch
 
 from r1pipeline import callbacks as cb
-from r1pipeline.data import build_dataset
+from r1pipeline.data import build_dataset, check_training_split
+from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
+from r1pipeline.rewards.format import format_compliance
 from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model
 from r1pipeline.tracking import tracking_callbacks
+from r1pipeline.typecheck import check_fields
 from r1pipeline.training import common_args, train_and_save
 
 log = logging.getLogger(__name__)
+
+
+def check(cfg) -> None:
+    """The stage block: trainer fields of trl.GRPOConfig holding values of their types, groups of at least two
+    completions that divide the generation batch, the reward mix, and a dataset with training rows."""
+    from trl import GRPOConfig
+
+    t = cfg.stage.trainer
+    check_fields(t, GRPOConfig, "stage.trainer")
+    g = t.get("num_generations", 8)
+    if g is None or g < 2:
+        raise ConfigError(f"stage.trainer.num_generations: {g} is too small; GRPO needs groups of at least 2 "
+                          f"completions per prompt to compute an advantage (try 4 or 8)")
+    per_device = t.get("per_device_train_batch_size", 8)
+    steps = t.get("steps_per_generation") or t.get("gradient_accumulation_steps", 1)
+    batch = per_device * cfg.hardware.num_processes * steps
+    if batch % g:
+        raise ConfigError(
+            f"stage.trainer.per_device_train_batch_size: the generation batch ({per_device} per device x "
+            f"{cfg.hardware.num_processes} processes x {steps} steps = {batch}) must be divisible by "
+            f"num_generations={g}; set per_device_train_batch_size to a multiple of {g}")
+    if t.get("max_completion_length", 1) < 1:
+        raise ConfigError("stage.trainer.max_completion_length: must be at least 1")
+    validate_reward_config(reward_cfg(cfg), where=reward_field(cfg))
+    check_training_split(cfg.dataset, cfg.stage.name)
 
 
 def grpo_args(cfg, out: Path, reward_weights: list[float]):
@@ -61,7 +102,7 @@ def prepare_data(cfg):
 def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`."""
     t0 = time.time()
-    recorder = cb.SampleRecorder(cfg.run.samples_per_log)
+    recorder = cb.SampleRecorder(cfg.run.samples_per_log, batch_metrics={"format_compliance": format_compliance})
     funcs, weights = build_rewards(reward_cfg(cfg), recorder=recorder)
     tok = load_tokenizer(model_path)
     # The trainer config comes first: under ZeRO-3 it makes from_pretrained load the weights already partitioned.
@@ -72,7 +113,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
                                     args=args, train_dataset=data["train"],
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)
-    monitor = StageMonitor(cfg.alerts, kind="grpo")
+    monitor = StageMonitor(cfg.alerts, kind="grpo", history=out / "metrics.jsonl")  # replayed on resume
     cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
@@ -91,17 +132,15 @@ def audit_rewards(cfg, train) -> dict | None:
     return run_audit(reward_cfg(cfg), train, f"{reward_field(cfg)}.audit")
 
 
-def run_grpo_stage(cfg) -> dict:
-    """A whole GRPO stage (R1-Zero, reasoning RL): checks, input model, data, then training in the stage directory.
+def run(cfg) -> dict:
+    """A whole GRPO stage (R1-Zero, reasoning RL): input model, data, then training in the stage directory.
 
-    Everything that can fail on bad input (config, named input stage, dataset columns) fails before the stage
-    directory is created or a model loads. The reward audit runs in the stage directory (its warnings land in
-    log.txt) before the model loads, and its report goes into summary.json and the manifest (`metrics.reward_audit`).
+    Everything that can fail on bad input (named input stage, dataset columns; the config was validated before)
+    fails before the stage directory is created or a model loads. The reward audit runs in the stage directory (its
+    warnings land in log.txt) before the model loads, and its report goes into summary.json and the manifest
+    (`metrics.reward_audit`).
     """
-    from r1pipeline.config import validate
-
-    validate(cfg)
-    model_path, random_init = input_model(cfg, cfg.stage.init_from)  # "run stage X first" when missing
+    model_path, random_init = input_model(cfg, cfg.stage.inputs.model)  # "run stage X first" when missing
     data = prepare_data(cfg)
 
     def work(out: Path) -> dict:
