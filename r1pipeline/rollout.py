@@ -127,11 +127,32 @@ def rollout_stats(model, batch: int, prompt_len: int, steps: int, new_tokens: in
 
 
 # ---------------------------------------------------------------------------------------------- GRPO trainer
-# The one TRL method the GRPO trainer overrides: TRL's private `GRPOTrainer._generate_single_turn`, the call that
+# The TRL methods the GRPO trainer overrides: TRL's private `GRPOTrainer._generate_single_turn`, the call that
 # generates a rollout's completions (whatever the engine), wrapped to time it and, under the static engine, to pad
 # prompts to the bucket for that call only. Its signature as of TRL 1.16; tests/test_rollout.py fails when TRL's
 # differs, since a private method may change without notice.
 TRL_GENERATE_SIGNATURE = "(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False)"
+# And the one that renders prompts: TRL 1.16's `GRPOTrainer._tokenize_prompts` applies the chat template with
+# `add_generation_prompt=True` to every conversational prompt, so a prompt ending in an assistant prefill ("<think>")
+# becomes a closed assistant turn followed by a new, empty one: the model never continues the prefill, while the
+# rewards, evaluation and SFT all read the prefill as the start of the response (a model SFT-trained on
+# "<think>\n..." then writes "<think>" a second time, and the format check fails every completion). Such prompts are
+# rendered with `continue_final_message=True` instead, as TRL's own `maybe_apply_chat_template` does.
+TRL_TOKENIZE_SIGNATURE = "(self, prompts: list)"
+
+
+def prefilled_prompt_ids(tokenizer, prompts: list, chat_template=None, **template_kwargs) -> list[list[int]] | None:
+    """Token ids of conversational prompts, an assistant prefill left open for the model to continue (the others get
+    the generation prompt, as in TRL); None when no prompt has a prefill: TRL's own rendering is right for those."""
+    if not any(isinstance(p, list) and p and p[-1].get("role") == "assistant" for p in prompts):
+        return None
+    ids = []
+    for p in prompts:
+        prefill = p[-1]["role"] == "assistant"
+        ids.append(tokenizer.apply_chat_template(p, chat_template=chat_template, tokenize=True, return_dict=True,
+                                                 continue_final_message=prefill, add_generation_prompt=not prefill,
+                                                 **template_kwargs)["input_ids"])
+    return ids
 
 
 def record_rollout(trainer, prompt_ids, completion_ids, wall: float, bucket: int | None) -> None:
@@ -163,6 +184,13 @@ def rollout_trainer_cls():
                 # TRL passes disable_compile=True; a static cache only pays off with the compiled decode step.
                 self.generation_config.disable_compile = False
                 self.generation_config.compile_config = compile_config(rollout)
+
+        def _tokenize_prompts(self, prompts):  # TRL_TOKENIZE_SIGNATURE
+            ids = None
+            if not self._is_vlm and self.environment_factories is None and not self.tools:
+                ids = prefilled_prompt_ids(self.processing_class, prompts, self.chat_template,
+                                           **self.chat_template_kwargs)
+            return (ids, None, {}) if ids is not None else super()._tokenize_prompts(prompts)
 
         def _generate_single_turn(self, prompt_ids, *args, **kwargs):  # TRL_GENERATE_SIGNATURE
             unpadded = self.pad_to_multiple_of

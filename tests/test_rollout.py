@@ -163,3 +163,43 @@ def test_static_engine_compiles_and_buckets_trl_generation_only(tiny_cfg, tmp_pa
     assert len(completions) == 2 and all(1 <= len(c) <= cfg.stage.trainer.max_completion_length for c in completions)
     assert trainer.pad_to_multiple_of is None
     assert trainer._metrics["train"]["rollout/tokens_per_s"][-1] > 0
+
+
+def test_trls_prompt_rendering_that_the_trainer_replaces_has_the_signature_it_was_written_for():
+    import inspect
+
+    from trl import GRPOTrainer
+
+    method = getattr(GRPOTrainer, "_tokenize_prompts", None)
+    assert method is not None, "TRL's GRPOTrainer has no _tokenize_prompts any more: update r1pipeline/rollout.py"
+    assert str(inspect.signature(method)) == rollout.TRL_TOKENIZE_SIGNATURE, (
+        f"TRL's GRPOTrainer._tokenize_prompts{inspect.signature(method)} differs from the signature "
+        f"RolloutGRPOTrainer overrides, {rollout.TRL_TOKENIZE_SIGNATURE}: update r1pipeline/rollout.py")
+
+
+def test_grpo_rollouts_continue_the_assistant_prefill_instead_of_opening_a_new_turn(embedded_model_dir):
+    """The prompt GRPO generates from must end in the prefill, exactly as SFT rows and evaluation render it; TRL 1.16
+    alone closes the prefill as a finished turn and opens another (shown here, so a TRL that fixes it is noticed)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir)
+    task = [{"role": "system", "content": "Think, then answer."}, {"role": "user", "content": "Calculate 3 + 5 + 8."}]
+    prompts = [[*task, {"role": "assistant", "content": "<think>"}], task]
+    ours = rollout.prefilled_prompt_ids(tok, prompts)
+    assert tok.decode(ours[0]).endswith("<|im_start|>assistant\n<think>")
+    assert tok.decode(ours[1]).endswith("Calculate 3 + 5 + 8.<|im_end|>\n<|im_start|>assistant\n")
+    # the SFT row for the same task starts with the same tokens (the response continues the prefill)
+    sft = tok.apply_chat_template([*task, {"role": "assistant", "content": "<think>\n3 + 5 = 8."}], tokenize=True,
+                                  return_dict=True)["input_ids"]
+    assert sft[:len(ours[0])] == ours[0]
+    assert rollout.prefilled_prompt_ids(tok, [task]) is None  # no prefill: TRL renders it
+    trl_self = SimpleNamespace(_is_vlm=False, environment_factories=None, processing_class=tok, chat_template=None,
+                               tools=None, chat_template_kwargs={})
+    trl_ids, _, _ = GRPOTrainer._tokenize_prompts(trl_self, prompts[:1])
+    trl_text = tok.decode(trl_ids[0])
+    assert trl_text.endswith("<think><|im_end|>\n<|im_start|>assistant\n"), (
+        f"TRL now renders an assistant prefill as {trl_text[-60:]!r}; if it continues the prefill, drop "
+        "RolloutGRPOTrainer._tokenize_prompts (r1pipeline/rollout.py)")
