@@ -30,12 +30,27 @@ def short_dirname(override_dirname: str, limit: int = 120) -> str:
     return override_dirname if len(override_dirname) <= limit else override_dirname[:limit] + "..."
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes in bfloat16 natively (x86 `avx512_bf16` or `amx_bf16`, Linux /proc/cpuinfo): there
+    bf16 autocast roughly halves a training step (README "Performance"); elsewhere it would be emulated, slower."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def register_resolvers() -> None:
-    """`${r1.short_dirname:...}`, used by hydra.sweep.subdir in conf/config.yaml."""
+    """`${r1.short_dirname:...}` (hydra.sweep.subdir in conf/config.yaml) and `${r1.native_bf16:}` (conf/hardware/
+    cpu.yaml). Registered when r1pipeline is imported, so every composition (CLI, tests, notebooks) resolves them."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("r1.short_dirname"):
         OmegaConf.register_new_resolver("r1.short_dirname", short_dirname)
+    if not OmegaConf.has_resolver("r1.native_bf16"):
+        OmegaConf.register_new_resolver("r1.native_bf16", cpu_has_native_bf16)
 
 
 def write_job_status(job_dir: Path, cfg, status: str, error: str | None = None) -> None:

@@ -229,3 +229,17 @@ def test_slurm_launcher_submits_the_run_instead_of_starting_it_here(tmp_path, mo
     assert "--gpus-per-node" not in (run_dir / "slurm.sbatch").read_text()  # CPU processes
     with pytest.raises(ConfigError, match=r"hardware.launcher: slurm starts `accelerate launch` through sbatch"):
         launch(compose_cfg([*TINY, "hardware.launcher=slurm"], run_dir=tmp_path / "in-process"))
+
+
+def test_cpu_profile_uses_bf16_exactly_where_the_cpu_computes_it_natively():
+    """hardware=cpu resolves `bf16` from the CPU's flags: avx512_bf16 / amx_bf16 -> autocast (about 2x faster training
+    steps on such a CPU), anything else -> float32 (emulated bf16 would be slower); the frozen config says which."""
+    from r1pipeline.sweep import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_native_bf16("flags\t\t: fpu amx_tile amx_bf16\n")
+    assert not cpu_has_native_bf16("flags\t\t: fpu sse avx2 avx512f\n")
+    assert not cpu_has_native_bf16("")
+    here = compose_cfg().hardware.bf16
+    assert here is cpu_has_native_bf16()
+    assert compose_cfg(["hardware.bf16=false"]).hardware.bf16 is False
