@@ -73,10 +73,13 @@ def test_single_process_profiles_run_in_process(tmp_path, profile, launched):
 
 
 def test_cpu_ranks_use_the_torchrun_launcher(tmp_path):
-    cfg = compose_cfg(["hardware=cpu_accelerate", "hardware.num_processes=2"])
+    cfg = compose_cfg(["hardware=cpu_accelerate", "hardware.num_processes=2", "hardware.bf16=false"])
     plan = build_plan(cfg, tmp_path)
     assert "--multi_gpu" in plan.argv and "--cpu" not in plan.argv and not plan.uses_deepspeed
     assert _arg(plan.argv, "--mixed_precision") == "no"
+    bf16 = build_plan(compose_cfg(["hardware=cpu_accelerate", "hardware.num_processes=2", "hardware.bf16=true"]),
+                      tmp_path / "bf16")
+    assert _arg(bf16.argv, "--mixed_precision") == "bf16"  # autocast on the CPU ranks too, as in one process
 
 
 def test_several_gpu_processes_without_a_config_file_use_ddp(tmp_path):
