@@ -38,6 +38,8 @@ STAGES = {
     "sft2": Stage("sft", ("model",), "SFT on the rejection-sampled data (R1 2.3.3)"),
     "reward_model": Stage("reward_model", ("reward_model",), "a reward model (TRL RewardTrainer) on helpfulness / "
                                                               "harmlessness preference pairs, for align (R1 2.3.4)"),
+    "distill": Stage("distill", ("model", "dataset"), "a smaller student fine-tuned on the teacher's verified traces "
+                                                      "(R1 2.4)"),
     "eval": Stage("eval", (), "held-out pass@1 and maj@k of every model, strict and format-free"),
     "infer": Stage("infer", (), "answer a prompts file, or chat"),
     "pipeline": Stage("pipeline", (), "the stages above in order, in one run directory"),
@@ -46,7 +48,7 @@ STAGES = {
 
 # R1's last stages: `stage=pipeline` runs them only where `stage.order` names them (experiment=r1_full does); the
 # default order is the reasoning recipe and its eval.
-OPT_IN = ("reward_model",)
+OPT_IN = ("reward_model", "distill")
 
 
 def producers(output: str) -> list[str]:
