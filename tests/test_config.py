@@ -142,5 +142,6 @@ def test_the_stage_table_names_every_stage_config_its_module_and_the_pipeline_or
     assert list(compose_cfg(["stage=pipeline"]).stage.order) == [n for n in STAGES
                                                                  if n not in ("infer", "pipeline", *OPT_IN)]
     assert set(OPT_IN) <= set(compose_cfg(["stage=pipeline"]).stage)  # each has its block, for stage.order to name
-    assert producers("model") == ["r1_zero", "sft1", "reasoning_rl", "sft2", "distill"] and running("grpo") == ["r1_zero",
+    assert producers("model") == ["r1_zero", "sft1", "reasoning_rl", "sft2", "align",
+                                   "distill"] and running("grpo") == ["r1_zero",
                                                                                                      "reasoning_rl"]

@@ -339,7 +339,7 @@ def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
     (["stage=eval", "stage.inputs.models=[base,sft2]"], r"stage\.inputs\.models: stage 'sft2' .*run stage sft2 first"),
     # a name that is not a stage
     (["stage=sft2", "stage.inputs.model=sft3"], r"stage\.inputs\.model: 'sft3' is neither 'base' nor a stage that "
-                                               r"produces a model \(r1_zero, sft1, reasoning_rl, sft2, distill\)"),
+                                               r"produces a model \(r1_zero, sft1, reasoning_rl, sft2, align, distill\)"),
     # a stage without a model as a model source
     (["stage=infer", "stage.inputs.model=eval"], r"stage\.inputs\.model: 'eval' is neither 'base' nor a stage that produces"),
     # a dataset from a stage that produces none
