@@ -74,6 +74,9 @@ def overrides(name: str, tmp_path) -> list[str]:
                 "stage.cold_start.min_score=0.25", *sft("stage.sft1."), *grpo("stage.reasoning_rl."),
                 *generating("stage.rejection_sampling."), "stage.rejection_sampling.filters.min_score=0.25",
                 "stage.rejection_sampling.filters.mixed_language=false", *sft("stage.sft2."),
+                "stage.reward_model.preferences.size=8", "stage.reward_model.trainer.max_steps=1",
+                *grpo("stage.align."), "stage.align.general.size=2", *generating("stage.distill."),
+                "stage.distill.min_score=0.25", *sft("stage.distill."), "model@stage.distill.student=tiny_random",
                 *evaluating("stage.eval.")]
     raise KeyError(name)
 
@@ -132,4 +135,7 @@ def test_step_by_step_preset_runs_grpo_sft_on_stratos_and_eval(tmp_path, embedde
 def test_full_r1_preset_runs_every_stage(tmp_path, embedded_model_dir):
     summary, run_dir = run_preset("r1_full", tmp_path)
     assert {s: r["status"] for s, r in summary["stages"].items()} == dict.fromkeys(summary["order"], "complete")
-    assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero", "sft1", "reasoning_rl", "sft2"}
+    assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero", "sft1", "reasoning_rl", "sft2", "align",
+                                                          "distill"}  # the teacher (align) and its student side by side
+    assert manifest(run_dir, "align")["inputs"]["reward_model"] == str(run_dir / "reward_model" / "model")
+    assert manifest(run_dir, "distill")["inputs"]["teacher"] == str(run_dir / "align" / "model")
