@@ -11,13 +11,16 @@ from r1pipeline.rewards.registry import register
 
 
 def load_scorer(path: str):
-    """(model, tokenizer) of a sequence-classification checkpoint with one output (a reward model), in eval mode."""
+    """(model, tokenizer) of a sequence-classification checkpoint with one output (a reward model), in eval mode on
+    this process's device (where the GRPO trainer calls its rewards)."""
     from transformers import AutoModelForSequenceClassification
 
     from r1pipeline.models import load_tokenizer
 
+    from r1pipeline.processes import device
+
     tok = load_tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).to(device()).eval()
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 
