@@ -71,6 +71,12 @@ def test_preferences_load_from_a_chosen_rejected_file(tmp_path):
             "role": "assistant", "content": "No."}], "score_chosen": 8.0}) + "\n")
     cfg = compose_cfg(["stage=reward_model", "stage.preferences.source=local", f"stage.preferences.path={uf}"])
     assert set(load_preferences(cfg.stage.preferences)[0]) == {"prompt", "chosen", "rejected"}
+    # source=hub runs datasets.load_dataset(path) as for a hub id; here on a local copy directory of that schema
+    copy = tmp_path / "hh_copy"
+    copy.mkdir()
+    (copy / "train.jsonl").write_text(hh.read_text())
+    cfg = compose_cfg(["stage=reward_model", "stage.preferences.source=hub", f"stage.preferences.path={copy}"])
+    assert sorted(r["chosen"] for r in load_preferences(cfg.stage.preferences))[0] == "Human: hi 0\n\nAssistant: hello"
     # no chosen column: one message naming the field and what it needs
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
