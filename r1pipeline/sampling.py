@@ -235,4 +235,4 @@ def task_messages(prompt: list[dict]) -> list[dict]:
 def sft_row(row: dict, response: str, method: str, source_model: str, score: float) -> dict:
     """A kept sample as one SFT conversation (the task without its prefill, then `response`), with its provenance."""
     return {"messages": [*task_messages(row["prompt"]), {"role": "assistant", "content": response}],
-            "answer": row["answer"], "method": method, "source_model": source_model, "score": round(score, 4)}
+            "answer": row.get("answer"), "method": method, "source_model": source_model, "score": round(score, 4)}

@@ -30,6 +30,10 @@ REFUSED = {
     ("reward", "judge"): r"^reward\.judge: url: None is not an http\(s\) URL",  # no judge server configured
     ("rollout", "vllm"): r"^rollout=vllm: vLLM needs a CUDA GPU and hardware=cpu runs on CPU",
     **{("hardware", h): _NO_DEEPSPEED for h in ("1xgpu_offload", "2x4090", "8xh100", "2x8xh100")},
+    # the reference presets name the seeds' Qwen models (tests/test_presets.py runs each on the tiny model)
+    **{("experiment", e): r"^model\.path: 'Qwen/.*' is not a local directory and HF_HUB_OFFLINE=1"
+       for e in ("r1_zero_tutorial", "r1_step_by_step", "r1_full", "grpo_gsm8k")},
+    ("experiment", "mini_r1_countdown"): r"^(hardware=2x4090: needs DeepSpeed|model\.path: 'Qwen/)",
 }
 
 
@@ -128,13 +132,16 @@ def test_grpo_stages_keep_r1s_kl_term_whatever_trls_default(tmp_path, stage):
 def test_the_stage_table_names_every_stage_config_its_module_and_the_pipeline_order():
     """One table of stages (r1pipeline/stages): a conf/stage file for each, a module with `run` and `check` for
     each, and stage=pipeline's default order is the table's training and data stages in the table's order."""
-    from r1pipeline.stages import STAGES, producers, running, stage_module
+    from r1pipeline.stages import OPT_IN, STAGES, producers, running, stage_module
 
     assert set(STAGES) == set(_options("stage"))
     for name in STAGES:
         assert compose_cfg([f"stage={name}"]).stage.name == name
         module = stage_module(name)
         assert callable(module.run) and callable(module.check), name
-    assert list(compose_cfg(["stage=pipeline"]).stage.order) == [n for n in STAGES if n not in ("infer", "pipeline")]
-    assert producers("model") == ["r1_zero", "sft1", "reasoning_rl", "sft2"] and running("grpo") == ["r1_zero",
+    assert list(compose_cfg(["stage=pipeline"]).stage.order) == [n for n in STAGES
+                                                                 if n not in ("infer", "pipeline", *OPT_IN)]
+    assert set(OPT_IN) <= set(compose_cfg(["stage=pipeline"]).stage)  # each has its block, for stage.order to name
+    assert producers("model") == ["r1_zero", "sft1", "reasoning_rl", "sft2", "align",
+                                   "distill"] and running("grpo") == ["r1_zero",
                                                                                                      "reasoning_rl"]

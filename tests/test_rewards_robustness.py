@@ -41,6 +41,7 @@ PARAMS = {
     "correct": {"checks": ["countdown", "reasoning_gym", {"accuracy": {"timeout_s": 3.0}}], "answer_from": "anywhere"},
     "code": {"timeout_s": 3.0, "cpu_s": 2, "memory_mb": 256, "workers": 2},
     "judge": {"url": "http://127.0.0.1:9/v1", "model": "judge", "timeout_s": 1.0, "retries": 0},  # nothing listens
+    "reward_model": {"path": "/no/checkpoint", "batch_size": 2},  # rows here have no `kind`: None, nothing loads
 }
 ROW = {"answer": "16", "nums": [3, 5, 2], "target": 16, "task": "countdown", "question": "",
        "test_list": ["assert f(16) == 16"], "test_setup_code": "",

@@ -339,12 +339,12 @@ def test_interactive_chat_keeps_the_conversation(embedded_model_dir):
     (["stage=eval", "stage.inputs.models=[base,sft2]"], r"stage\.inputs\.models: stage 'sft2' .*run stage sft2 first"),
     # a name that is not a stage
     (["stage=sft2", "stage.inputs.model=sft3"], r"stage\.inputs\.model: 'sft3' is neither 'base' nor a stage that "
-                                               r"produces a model \(r1_zero, sft1, reasoning_rl, sft2\)"),
+                                               r"produces a model \(r1_zero, sft1, reasoning_rl, sft2, align, distill\)"),
     # a stage without a model as a model source
     (["stage=infer", "stage.inputs.model=eval"], r"stage\.inputs\.model: 'eval' is neither 'base' nor a stage that produces"),
     # a dataset from a stage that produces none
     (["stage=sft1", "stage.inputs.dataset=sft2"], r"stage\.inputs\.dataset: 'sft2' is not a stage that produces a "
-                                                  r"dataset \(cold_start, rejection_sampling\)"),
+                                                  r"dataset \(cold_start, rejection_sampling, distill\)"),
     # an SFT trainer field that TRL does not have
     (["stage=sft1", "+stage.trainer.lerning_rate=1"], r"stage\.trainer\.lerning_rate: not a field of trl\.SFTConfig"),
     # pipeline order that feeds a stage before its input is made

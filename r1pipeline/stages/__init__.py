@@ -8,7 +8,7 @@ configurations (start model, reward mix), and so are its two SFT stages: `r1_zer
 GPU stage needs.
 
 `produces` lists the outputs a later stage may read (`stage.inputs.model: sft1` names the model that sft1 produced);
-the table's order is the order of `stage=pipeline`.
+the table's order is the order of `stage=pipeline` (the stages of `OPT_IN` only where `stage.order` names them).
 """
 from __future__ import annotations
 
@@ -36,10 +36,21 @@ STAGES = {
     "rejection_sampling": Stage("rejection_sampling", ("dataset",), "verified, filtered samples + non-reasoning "
                                                                    "data as SFT2 data (R1 2.3.3)"),
     "sft2": Stage("sft", ("model",), "SFT on the rejection-sampled data (R1 2.3.3)"),
+    "reward_model": Stage("reward_model", ("reward_model",), "a reward model (TRL RewardTrainer) on helpfulness / "
+                                                              "harmlessness preference pairs, for align (R1 2.3.4)"),
+    "align": Stage("align", ("model",), "GRPO over reasoning prompts (rule-based rewards) and "
+                                                             "general prompts (reward model or judge) (R1 2.3.4)"),
+    "distill": Stage("distill", ("model", "dataset"), "a smaller student fine-tuned on the teacher's verified traces "
+                                                      "(R1 2.4)"),
     "eval": Stage("eval", (), "held-out pass@1 and maj@k of every model, strict and format-free"),
     "infer": Stage("infer", (), "answer a prompts file, or chat"),
     "pipeline": Stage("pipeline", (), "the stages above in order, in one run directory"),
 }
+
+
+# R1's last stages: `stage=pipeline` runs them only where `stage.order` names them (experiment=r1_full does); the
+# default order is the reasoning recipe and its eval.
+OPT_IN = ("reward_model", "align", "distill")
 
 
 def producers(output: str) -> list[str]:
@@ -57,7 +68,7 @@ def stage_module(name: str):
 
 
 # What a stage reads, `stage.inputs.<slot>: <stage name>`, and the output of that stage each slot means.
-INPUT_SLOTS = {"model": "model", "models": "model", "dataset": "dataset"}
+INPUT_SLOTS = {"model": "model", "models": "model", "dataset": "dataset", "reward_model": "reward_model"}
 
 
 def stage_inputs(stage) -> list[tuple[str, str, str | None]]:
@@ -77,7 +88,7 @@ def stage_inputs(stage) -> list[tuple[str, str, str | None]]:
 
 # Blocks whose keys are not fixed by the stage's YAML: TRL's fields (typecheck.check_fields) and a reward mix
 # (rewards/registry.py) are checked where they are read; a pipeline's blocks are checked stage by stage.
-FREE_BLOCKS = ("trainer", "rewards")
+FREE_BLOCKS = ("trainer", "rewards", "general_rewards")
 # Earlier names of a stage's inputs, for the message that says where they went.
 RENAMED = {"init_from": "inputs.model", "data_from": "inputs.dataset", "model_from": "inputs.model",
            "models": "inputs.models"}

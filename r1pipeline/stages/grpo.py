@@ -99,11 +99,13 @@ def prepare_data(cfg):
     return data
 
 
-def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool) -> dict:
-    """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`."""
+def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=None) -> dict:
+    """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`.
+    `rewards(recorder) -> (funcs, weights)` builds the reward functions (default: the stage's mix; align routes
+    two mixes by row kind)."""
     t0 = time.time()
     recorder = cb.SampleRecorder(cfg.run.samples_per_log, batch_metrics={"format_compliance": format_compliance})
-    funcs, weights = build_rewards(reward_cfg(cfg), recorder=recorder)
+    funcs, weights = (rewards or (lambda rec: build_rewards(reward_cfg(cfg), recorder=rec)))(recorder)
     tok = load_tokenizer(model_path)
     # The trainer config comes first: under ZeRO-3 it makes from_pretrained load the weights already partitioned.
     args = grpo_args(cfg, out, weights)

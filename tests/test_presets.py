@@ -1,0 +1,141 @@
+"""Every experiment preset runs: one step of each of its stages on CPU with the tiny random model, through overrides
+only (the preset file is used as shipped). Hub datasets are swapped for local copies in their hub schema
+(tests/hub_copies.py), hub models for the tiny model, GPU hardware for `hardware=cpu`. What each test checks is what a
+user of the preset would: the stages of its recipe ran with the preset's own choices (reward mix, LoRA, dataset,
+order) and handed a model on that reloads."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import compose_cfg, reload_in_fresh_process
+from hub_copies import write_local_copy
+from r1pipeline.cli import run_stage
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "experiment"
+PRESETS = ["r1_zero_tutorial", "r1_step_by_step", "r1_full", "grpo_gsm8k", "mini_r1_countdown"]
+# Overrides every preset gets: the tiny model on the CPU, no tracker files, few rows.
+COMMON = ["model=tiny_random", "hardware=cpu", "tracking=none", "dataset.train_size=8", "dataset.test_size=4"]
+
+
+def grpo(prefix: str) -> list[str]:
+    """One GRPO step of 4 completions (one group) of at most 8 tokens."""
+    return [f"{prefix}trainer.{k}={v}" for k, v in dict(
+        max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=4,
+        max_completion_length=8, save_steps=1).items()]
+
+
+def sft(prefix: str) -> list[str]:
+    return [f"{prefix}trainer.{k}={v}" for k, v in dict(
+        max_steps=1, per_device_train_batch_size=2, gradient_accumulation_steps=1, max_length=256).items()]
+
+
+def generating(prefix: str) -> list[str]:
+    """Two prompts, short generations; the random model never solves a task, so keep what earns tag_count's credit
+    for the prefilled <think> (as experiment=pipeline_smoke does)."""
+    return [f"{prefix}num_prompts=2", f"{prefix}samples_per_prompt=2", f"{prefix}verify=[tag_count]",
+            f"{prefix}generation.max_new_tokens=8", f"{prefix}generation.batch_size=4"]
+
+
+def evaluating(prefix: str) -> list[str]:
+    return [f"{prefix}num_prompts=2", f"{prefix}k=1", f"{prefix}generation.max_new_tokens=8"]
+
+
+def stratos_copy(tmp_path) -> Path:
+    """Two rows in Bespoke-Stratos-17k's schema (system, conversations with from/value)."""
+    rows = [{"system": "Think first.", "conversations": [
+        {"from": "user", "value": f"What is {a} + {a}?"},
+        {"from": "assistant", "value": f"<|begin_of_thought|>\n{a} plus {a} is {2 * a}.\n<|end_of_thought|>\n\n"
+                                       f"<|begin_of_solution|>\n\\boxed{{{2 * a}}}\n<|end_of_solution|>"}]}
+        for a in (2, 3)]
+    path = tmp_path / "stratos.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def overrides(name: str, tmp_path) -> list[str]:
+    """The preset's own command shrunk to one step per stage, with local copies of its hub data."""
+    local = lambda dataset: f"dataset.path={write_local_copy(tmp_path / dataset, dataset)}"  # noqa: E731
+    if name == "r1_zero_tutorial":
+        return [local("numina_math_tir"), *grpo("stage.")]
+    if name == "grpo_gsm8k":
+        return [local("gsm8k"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
+    if name == "mini_r1_countdown":
+        return [local("countdown_tasks_3to4"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
+    if name == "r1_step_by_step":
+        return [local("numina_math_tir"), *grpo("stage.r1_zero."), "stage.cold_start.load.source=local",
+                f"stage.cold_start.load.path={stratos_copy(tmp_path)}", *sft("stage.sft1."),
+                *evaluating("stage.eval.")]
+    if name == "r1_full":
+        return [local("numina_math_tir"), *grpo("stage.r1_zero."), *generating("stage.cold_start."),
+                "stage.cold_start.min_score=0.25", *sft("stage.sft1."), *grpo("stage.reasoning_rl."),
+                *generating("stage.rejection_sampling."), "stage.rejection_sampling.filters.min_score=0.25",
+                "stage.rejection_sampling.filters.mixed_language=false", *sft("stage.sft2."),
+                "stage.reward_model.preferences.size=8", "stage.reward_model.trainer.max_steps=1",
+                *grpo("stage.align."), "stage.align.general.size=2", *generating("stage.distill."),
+                "stage.distill.min_score=0.25", *sft("stage.distill."), "model@stage.distill.student=tiny_random",
+                *evaluating("stage.eval.")]
+    raise KeyError(name)
+
+
+def run_preset(name: str, tmp_path) -> tuple[dict, Path]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_dir = tmp_path / "run"
+        return run_stage(compose_cfg([f"experiment={name}", *COMMON, *overrides(name, tmp_path)], run_dir)), run_dir
+    finally:
+        torch.set_num_threads(before)
+
+
+def manifest(run_dir: Path, stage: str) -> dict:
+    return json.loads((run_dir / stage / "manifest.json").read_text())
+
+
+def test_every_preset_has_a_test_and_a_header_with_its_command_and_seed():
+    shipped = sorted(p.stem for p in CONF.glob("*.yaml"))
+    assert set(PRESETS) <= set(shipped)
+    for name in PRESETS:
+        head = (CONF / f"{name}.yaml").read_text().splitlines()
+        assert head[0] == "# @package _global_", name
+        assert head[1].startswith(f"# python -m r1pipeline experiment={name}") and "meant for" in head[1], name
+        assert any("seeds/00" in line for line in head if line.startswith("#")), name
+
+
+@pytest.mark.parametrize("name", ["r1_zero_tutorial", "grpo_gsm8k", "mini_r1_countdown"])
+def test_single_rl_presets_run_one_step(name, tmp_path, embedded_model_dir):
+    summary, run_dir = run_preset(name, tmp_path)
+    grpo_manifest = manifest(run_dir, "r1_zero")
+    assert grpo_manifest["status"] == "complete"
+    rewards = set(json.loads((run_dir / "r1_zero" / "summary.json").read_text())["reward_errors"])  # the built mix
+    expected = {"r1_zero_tutorial": {"accuracy", "format", "reasoning_steps", "cosine", "repetition_penalty"},
+                "grpo_gsm8k": {"format", "tag_count", "correct"},
+                "mini_r1_countdown": {"format", "countdown"}}[name]
+    assert rewards == expected, rewards
+    if name == "mini_r1_countdown":  # LoRA: the adapter beside the merged model
+        assert Path(grpo_manifest["outputs"]["adapter"], "adapter_config.json").is_file()
+    if name != "r1_zero_tutorial":  # its eval scored base and the trained model on held-out prompts
+        assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero"}
+    assert reload_in_fresh_process(grpo_manifest["outputs"]["model"])["new_tokens"] > 0
+
+
+def test_step_by_step_preset_runs_grpo_sft_on_stratos_and_eval(tmp_path, embedded_model_dir):
+    summary, run_dir = run_preset("r1_step_by_step", tmp_path)
+    assert summary["order"] == ["r1_zero", "cold_start", "sft1", "eval"]
+    assert {s: r["status"] for s, r in summary["stages"].items()} == dict.fromkeys(summary["order"], "complete")
+    assert manifest(run_dir, "cold_start")["metrics"]["per_method"] == {"load": {"loaded": 2, "kept": 2}}
+    assert manifest(run_dir, "sft1")["inputs"]["dataset"].endswith("cold_start/dataset.jsonl")
+    assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero", "sft1"}
+
+
+@pytest.mark.slow
+def test_full_r1_preset_runs_every_stage(tmp_path, embedded_model_dir):
+    summary, run_dir = run_preset("r1_full", tmp_path)
+    assert {s: r["status"] for s, r in summary["stages"].items()} == dict.fromkeys(summary["order"], "complete")
+    assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero", "sft1", "reasoning_rl", "sft2", "align",
+                                                          "distill"}  # the teacher (align) and its student side by side
+    assert manifest(run_dir, "align")["inputs"]["reward_model"] == str(run_dir / "reward_model" / "model")
+    assert manifest(run_dir, "distill")["inputs"]["teacher"] == str(run_dir / "align" / "model")
