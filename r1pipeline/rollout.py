@@ -41,6 +41,9 @@ def check(cfg) -> None:
     if r.engine == "static" and bucket is None:
         raise ConfigError("rollout.prompt_bucket: the static engine needs a bucket (e.g. 64) so that compiled shapes "
                           "repeat; set rollout.prompt_bucket=64 or use rollout=hf")
+    if r.engine == "static" and cfg.hardware.use_cpu and cfg.hardware.bf16:
+        raise ConfigError("rollout.engine: the static engine on CPU needs float32 (its KV cache is allocated in the "
+                          "model's float32 while bf16 autocast writes bfloat16 into it); add hardware.bf16=false")
     if r.engine != "vllm":
         return
     if cfg.hardware.use_cpu:

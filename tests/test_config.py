@@ -12,6 +12,7 @@ from conftest import CONF_DIR, TINY, compose_cfg
 from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.cli import run_stage
+from r1pipeline.sweep import cpu_has_native_bf16
 
 GROUPS = ["model", "dataset", "reward", "stage", "hardware", "rollout", "tracking", "experiment"]
 
@@ -29,6 +30,9 @@ REFUSED = {
     ("dataset", "math_500"): r"^dataset\.split: null - dataset 'math_500' has no training split",  # a test set
     ("reward", "judge"): r"^reward\.judge: url: None is not an http\(s\) URL",  # no judge server configured
     ("rollout", "vllm"): r"^rollout=vllm: vLLM needs a CUDA GPU and hardware=cpu runs on CPU",
+    # hardware=cpu autocasts to bf16 where the CPU has it natively, and the static KV cache is float32 there
+    **({("rollout", "static"): r"^rollout\.engine: the static engine on CPU needs float32"}
+       if cpu_has_native_bf16() else {}),
     **{("hardware", h): _NO_DEEPSPEED for h in ("1xgpu_offload", "2x4090", "8xh100", "2x8xh100")},
     # the reference presets name the seeds' Qwen models (tests/test_presets.py runs each on the tiny model)
     **{("experiment", e): r"^model\.path: 'Qwen/.*' is not a local directory and HF_HUB_OFFLINE=1"

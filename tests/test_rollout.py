@@ -69,6 +69,7 @@ def test_engines_map_onto_grpo_config_fields():
     (["rollout=static", "rollout.prompt_bucket=0"], "rollout.prompt_bucket: 0 must be a positive number"),
     (["rollout=static", "rollout.prompt_bucket=null"], "rollout.prompt_bucket: the static engine needs a bucket"),
     (["rollout.engine=sglang"], "rollout.engine: 'sglang' is not an engine"),
+    (["rollout=static", "hardware.bf16=true"], "rollout.engine: the static engine on CPU needs float32"),
 ])
 def test_unusable_rollout_is_refused_before_anything_loads(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -123,7 +124,7 @@ def test_static_engine_generates_the_same_text_in_fixed_shapes(embedded_model_di
 def test_grpo_with_static_engine_logs_rollout_speed_against_the_bound(tiny_cfg):
     from r1pipeline.cli import run_stage
 
-    cfg = tiny_cfg("rollout=static", "stage.trainer.max_steps=1", "tracking=none")
+    cfg = tiny_cfg("rollout=static", "hardware.bf16=false", "stage.trainer.max_steps=1", "tracking=none")
     summary = run_stage(cfg)
     out = Path(cfg.run.dir) / "r1_zero"
     saved = json.loads((out / "model" / "config.json").read_text())
@@ -145,7 +146,7 @@ def test_static_engine_compiles_and_buckets_trl_generation_only(tiny_cfg, tmp_pa
     from r1pipeline.models import load_model, load_tokenizer
     from r1pipeline.rollout import rollout_trainer_cls
 
-    cfg = tiny_cfg("rollout=static")
+    cfg = tiny_cfg("rollout=static", "hardware.bf16=false")
     args = grpo_args(cfg, tmp_path, [1.0])
     assert args.cache_implementation == "static" and args.pad_to_multiple_of is None  # training forward unpadded
     path = str(embedded_model_dir)
