@@ -55,6 +55,20 @@ def check(cfg) -> None:
                           "in memory; use rollout=hf for random-weight models")
 
 
+def check_training_draw(cfg) -> None:
+    """What every stage that samples training prompts checks (cold start, rejection sampling, distill): prompts and
+    samples per prompt, the verification, the generation block (`check`), and a dataset with training rows."""
+    from r1pipeline.data import check_training_split
+    from r1pipeline.verify import check_verifier
+
+    stage = cfg.stage
+    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
+    number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
+    check_verifier(stage.verify)
+    check(cfg)
+    check_training_split(cfg.dataset, stage.name)
+
+
 @dataclass
 class Engine:
     """What a generating stage samples with."""

@@ -16,7 +16,7 @@ import logging
 import re
 
 from r1pipeline import sampling
-from r1pipeline.data import build_dataset, check_training_split, draw_prompts, load_files
+from r1pipeline.data import build_dataset, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
 from r1pipeline.rejection_filter import Dedupe
@@ -172,12 +172,8 @@ def check(cfg) -> None:
         if method not in (stage.inputs.get("model") or {}):
             raise ConfigError(f"stage.inputs.model.{method}: the {method} method needs a model to sample "
                               f"(base or a stage name)")
-    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
-    number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
+    sampling.check_training_draw(cfg)
     number(stage.min_score, "stage.min_score", example=1.0)
-    check_verifier(stage.verify)
-    sampling.check(cfg)
-    check_training_split(cfg.dataset, stage.name)
 
 
 def run(cfg) -> dict:

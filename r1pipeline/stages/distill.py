@@ -19,7 +19,7 @@ import logging
 from omegaconf import open_dict
 
 from r1pipeline import sampling
-from r1pipeline.data import build_dataset, check_training_split, draw_prompts
+from r1pipeline.data import build_dataset, draw_prompts
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import check as check_model
 from r1pipeline.models import check_model_path, resolve_model_path
@@ -36,12 +36,8 @@ log = logging.getLogger(__name__)
 def check(cfg) -> None:
     """Sizes, the check, generation, the student's model block and SFT fields, a teacher path that can load."""
     stage = cfg.stage
-    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
-    number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
+    sampling.check_training_draw(cfg)
     number(stage.min_score, "stage.min_score", example=1.0)
-    check_verifier(stage.verify)
-    sampling.check(cfg)
-    check_training_split(cfg.dataset, stage.name)
     if stage.teacher:
         check_model_path(stage.teacher)
     try:  # the model group's checks, named as the student's fields

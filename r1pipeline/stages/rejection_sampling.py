@@ -16,7 +16,7 @@ import random
 from omegaconf import OmegaConf
 
 from r1pipeline import sampling
-from r1pipeline.data import build_dataset, check_training_split, draw_prompts, load_files
+from r1pipeline.data import build_dataset, draw_prompts, load_files
 from r1pipeline.errors import ConfigError
 from r1pipeline.processes import is_main_process
 from r1pipeline.rejection_filter import RejectionFilter
@@ -75,8 +75,7 @@ def check(cfg) -> None:
     """The stage block: sizes, the check, the filters, the non-reasoning share, the generation block, and a dataset
     with training rows."""
     stage = cfg.stage
-    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
-    number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
+    sampling.check_training_draw(cfg)
     f = stage.filters
     number(f.min_score, "stage.filters.min_score", example=1.0)
     number(f.min_language_share, "stage.filters.min_language_share", low=0, high=1, example=0.95)
@@ -89,9 +88,6 @@ def check(cfg) -> None:
         raise ConfigError(f"stage.non_reasoning.share: {nr.share!r} must be in [0, 1) (the share of the final set)")
     if nr.source not in ("builtin", "local") or (nr.source == "local" and not nr.path):
         raise ConfigError("stage.non_reasoning.source: use builtin, or local with stage.non_reasoning.path=<file>")
-    check_verifier(stage.verify)
-    sampling.check(cfg)
-    check_training_split(cfg.dataset, stage.name)
 
 
 def sample_and_filter(cfg, engine, data, verifier, store=None) -> tuple[list[dict], dict, dict]:
