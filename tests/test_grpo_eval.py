@@ -123,6 +123,7 @@ def test_eval_on_a_dataset_without_its_test_split_fails_before_the_model(tmp_pat
     copy = write_local_copy(tmp_path / "gsm8k", "gsm8k")
     (copy / "test.jsonl").unlink()
     cfg = compose_cfg([*TINY, *EVAL, "dataset=gsm8k", f"dataset.path={copy}"], run_dir=tmp_path / "run")
-    with pytest.raises(ConfigError, match=r"dataset\.path: could not load .* \(split 'test'\).*dataset\.test_split=null"):
+    with pytest.raises(ConfigError, match=r"dataset\.path: could not load .* \(split 'test'\).*"
+                                          r"dataset\.test_split=null"):
         run_stage(cfg)
     assert not (tmp_path / "run" / "r1_zero").exists()

@@ -98,7 +98,7 @@ def general_rows(g) -> list[dict]:
 def mixed_data(cfg) -> dict:
     """The dataset's reasoning rows (kind: reasoning) and the general rows in one shuffled train split; a general row
     holds None in the reasoning columns. The test split (and `eval`, with held-out evaluation on) is reasoning rows."""
-    data = build_dataset(cfg.dataset)
+    data = build_dataset(cfg.dataset, cfg.model.path)
     reasoning = data["train"].add_column("kind", ["reasoning"] * len(data["train"]))
     validate_reward_config(cfg.stage.rewards, set(reasoning.column_names), "stage.rewards")
     general = Dataset.from_list([{**dict.fromkeys(reasoning.column_names), **r}

@@ -147,7 +147,7 @@ def reward_field(cfg) -> str:
 def prepare_data(cfg):
     """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model);
     with held-out evaluation on, `eval` holds its prompts."""
-    data = build_dataset(cfg.dataset)
+    data = build_dataset(cfg.dataset, cfg.model.path)
     validate_reward_config(reward_cfg(cfg), set(data["train"].column_names), reward_field(cfg))
     return with_eval(cfg, data)
 
