@@ -67,6 +67,10 @@ def test_grpo_evaluates_held_out_prompts_every_eval_steps(tmp_path, embedded_mod
 
     log = (out / "log.txt").read_text()
     assert "held-out eval at step 2/4 | reward" in log and "held-out eval at step 4/4 | reward" in log
+    # rewards.png gains a fifth panel, the held-out reward (each panel is 5 inches at 100 dpi)
+    from PIL import Image
+
+    assert Image.open(out / "rewards.png").size[0] == 5 * 500
 
 
 def test_eval_line_reads_the_eval_keys():
