@@ -166,7 +166,9 @@ def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str
     one-off addition, and when a stage merges its own adapter the accelerator still holds the trainer's state."""
     from omegaconf import OmegaConf
     from peft import PeftModel
+    from transformers.integrations import unset_hf_deepspeed_config
 
+    unset_hf_deepspeed_config()  # every weight in this process, whichever loader (see load_full_model)
     base = (load or load_full_model)(OmegaConf.merge(model_cfg, {"load_in_4bit": False}), base_path, use_cpu,
                                      random_init)
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
