@@ -80,7 +80,7 @@ def load(cfg) -> list[Benchmark]:
 
     out = []
     for name, sub in benchmark_cfgs(cfg).items():
-        test = build_dataset(sub.dataset)["test"]
+        test = build_dataset(sub.dataset, cfg.model.path)["test"]
         if len(test) < cfg.stage.num_prompts:
             log.warning("eval %s: stage.num_prompts=%d but its test split holds %d prompts; scoring %d (raise "
                         "dataset.test_size for the whole run: a larger test split after training is not held out)",

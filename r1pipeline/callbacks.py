@@ -1,6 +1,9 @@
 """Trainer callbacks that make a run readable: step timing, a one-line log per step, metrics.jsonl, samples.jsonl.
 
-All file writing happens on the world's main process only.
+Held-out evaluation during training (GRPO with `stage.trainer.eval_strategy=steps`) arrives as a log of its own at
+the step it ran, every key prefixed `eval_` (TRL's convention): metrics.jsonl keeps it as a row with its step,
+the progress line reads "held-out eval", step timing skips it. All file writing happens on the world's main process
+only.
 """
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ def _finite(v):
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
+def is_eval_log(logs) -> bool:
+    """A log of the held-out evaluation (TRL's `eval_reward`, transformers' `eval_runtime`, ...), not of training."""
+    return any(k.startswith("eval_") for k in logs)
+
+
 class StepTimer(TrainerCallback):
     """Adds `step_time` (seconds per optimizer step, averaged since the previous log) to the logs."""
 
@@ -39,7 +47,7 @@ class StepTimer(TrainerCallback):
             self._times.append(time.perf_counter() - self._t0)
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if logs is not None and self._times and "train_runtime" not in logs:
+        if logs is not None and self._times and "train_runtime" not in logs and not is_eval_log(logs):
             logs["step_time"] = sum(self._times) / len(self._times)
             self._times = []
 
@@ -69,14 +77,20 @@ class SampleRecorder:
         self.batch_metrics = dict(batch_metrics or {})
         self.rows: list[dict] = []
         self._key = None
+        # Set by the stage once its trainer exists: True while training, False during held-out evaluation (TRL's
+        # own test, `model.training`); rows are marked with the split they were sampled from.
+        self.training = lambda: True
 
     def record(self, name: str, step: int, prompts, completions, scores, log_metric=None) -> None:
         key = (step, id(completions))
         if key != self._key:  # a new batch: the first reward to see it opens the rows
             self._key = key
             prompts = prompts if prompts is not None else [None] * len(completions)
-            self.rows.extend({"step": step + 1, "prompt": _prompt_text(p), "completion": completion_text(c),
-                              "rewards": {}} for p, c in list(zip(prompts, completions))[: self.per_step])
+            training = self.training()
+            # A training batch is sampled during step `step` + 1; evaluation runs after step `step` completed.
+            self.rows.extend({"step": step + 1 if training else step, "split": "train" if training else "test",
+                              "prompt": _prompt_text(p), "completion": completion_text(c), "rewards": {}}
+                             for p, c in list(zip(prompts, completions))[: self.per_step])
             self._open = self.rows[-min(self.per_step, len(completions)):] if completions else []
             if log_metric is not None and completions:
                 for metric, measure in self.batch_metrics.items():
@@ -90,7 +104,8 @@ class SampleRecorder:
 
 
 class SamplesJsonl(TrainerCallback):
-    """Writes the recorder's scored samples to `samples.jsonl`: step, prompt, completion, each reward's score."""
+    """Writes the recorder's scored samples to `samples.jsonl`: step, split (train, or test for the held-out
+    evaluation), prompt, completion, each reward's score."""
 
     def __init__(self, recorder: SampleRecorder, path: Path):
         self.recorder, self.path = recorder, Path(path)
@@ -149,6 +164,24 @@ def format_step_line(logs: dict, step: int, max_steps: int) -> str:
     return " | ".join(parts)
 
 
+def format_eval_line(logs: dict, step: int, max_steps: int) -> str:
+    """One readable line for a held-out evaluation log (TRL's GRPO eval keys, `eval_` + the training key)."""
+    parts = [f"held-out eval at step {step}/{max_steps}"]
+    if "eval_reward" in logs:
+        parts.append(f"reward {logs['eval_reward']:.3f}±{logs.get('eval_reward_std') or 0.0:.2f}")
+        per = [f"{k.split('/')[1]} {v:.2f}" for k, v in logs.items()
+               if k.startswith("eval_rewards/") and k.endswith("/mean") and v is not None]
+        if per:
+            parts.append(" ".join(per))
+    if "eval_completions/mean_length" in logs:
+        parts.append(f"len {logs['eval_completions/mean_length']:.0f}")
+    if "eval_format_compliance" in logs:
+        parts.append(f"format-ok {100 * logs['eval_format_compliance']:.0f}%")
+    if "eval_runtime" in logs:
+        parts.append(f"{logs['eval_runtime']:.1f} s")
+    return " | ".join(parts)
+
+
 def _system_part(logs: dict) -> str:
     """`r1pipeline.monitor.SystemMetrics`'s keys: process CPU and memory, GPU when there is one, throughput."""
     text = f"cpu {logs['system/cpu_percent']:.0f}% rss {logs['system/rss_gb']:.1f} GB"
@@ -166,7 +199,8 @@ class ReadableProgress(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         if state.is_world_process_zero and logs and "train_runtime" not in logs:
-            line = format_step_line(logs, state.global_step, state.max_steps)
+            line = (format_eval_line if is_eval_log(logs) else format_step_line)(logs, state.global_step,
+                                                                                state.max_steps)
             if self.training_bar is not None:
                 self.training_bar.write(line)
             else:

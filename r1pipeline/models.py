@@ -157,20 +157,26 @@ def load_full_model(model_cfg, path: str, use_cpu: bool, random_init: bool = Fal
     return load_model(model_cfg, path, use_cpu, random_init)
 
 
-def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str, use_cpu: bool):
+def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str, use_cpu: bool, load=None):
     """The base model with a LoRA adapter folded in (W + alpha / r * B @ A): a plain model that needs no peft.
+    `load(model_cfg, path, use_cpu, random_init)` builds the base (default: a causal LM, `load_full_model`; the reward
+    model stage's is a sequence classifier, whose trained head the adapter carries whole).
 
     The base loads in full precision even when it trained in 4 bits (QLoRA), and the merge runs on the CPU: it is a
     one-off addition, and when a stage merges its own adapter the accelerator still holds the trainer's state."""
     from omegaconf import OmegaConf
     from peft import PeftModel
+    from transformers.integrations import unset_hf_deepspeed_config
 
-    base = load_full_model(OmegaConf.merge(model_cfg, {"load_in_4bit": False}), base_path, use_cpu, random_init)
+    unset_hf_deepspeed_config()  # every weight in this process, whichever loader (see load_full_model)
+    base = (load or load_full_model)(OmegaConf.merge(model_cfg, {"load_in_4bit": False}), base_path, use_cpu,
+                                     random_init)
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
 
 
-def peft_config(model_cfg):
-    """A peft LoraConfig when `model.lora.enabled`, else None (full fine-tuning). TRL trainers take it as is."""
+def peft_config(model_cfg, task_type: str = "CAUSAL_LM"):
+    """A peft LoraConfig when `model.lora.enabled`, else None (full fine-tuning). TRL trainers take it as is.
+    `task_type="SEQ_CLS"` (reward model): peft also trains and saves the new scoring head whole (modules_to_save)."""
     lora = model_cfg.get("lora")
     if not lora or not lora.enabled:
         return None
@@ -178,7 +184,7 @@ def peft_config(model_cfg):
 
     targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                      task_type="CAUSAL_LM")
+                      task_type=task_type)
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")

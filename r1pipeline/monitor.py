@@ -21,6 +21,8 @@ Rules, each judged over the last `window` logs unless said otherwise:
   + format_min_gain.
 
 The rules are for GRPO stages. SFT stages get the system metrics and no alert rules (their entropy is meant to fall).
+Held-out evaluation logs (`eval_*` keys, GRPO with `stage.trainer.eval_strategy=steps`) are not training: the rules
+and the system metrics skip them, and the time they take does not count in the next log's samples/s.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from r1pipeline.callbacks import is_eval_log
 from r1pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -158,11 +161,12 @@ class TrainingAlerts(TrainerCallback):
             return
         for line in Path(self.history).read_text().splitlines():
             row = json.loads(line)
-            if 0 < row.get("step", 0) <= state.global_step and "train_runtime" not in row:
+            if 0 < row.get("step", 0) <= state.global_step and "train_runtime" not in row and not is_eval_log(row):
                 self.monitor.update(row["step"], row)
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if not self.enabled or not logs or "train_runtime" in logs or not state.is_world_process_zero:
+        if (not self.enabled or not logs or "train_runtime" in logs or is_eval_log(logs)
+                or not state.is_world_process_zero):
             return
         for alert in self.monitor.update(state.global_step, logs):
             log.warning("ALERT %s at step %d: %s", alert.name, alert.step, alert.message)
@@ -203,6 +207,10 @@ class SystemMetrics(TrainerCallback):
         import torch
 
         if logs is None or "train_runtime" in logs or self.process is None:
+            return
+        if is_eval_log(logs):  # restart the clocks: the next training log measures training alone
+            self.process.cpu_percent(None)
+            self.t0, self.step0 = time.monotonic(), state.global_step
             return
         now = time.monotonic()
         logs["system/cpu_percent"] = self.process.cpu_percent(None)

@@ -1,5 +1,6 @@
-"""PNG plots: a stage's metrics.jsonl (reward per function, completion length, loss, rollout speed), training
-curves side by side, and held-out scores per stage with their intervals (stages.png, seeds.png)."""
+"""PNG plots: a stage's metrics.jsonl (reward per function, completion length, loss, rollout speed, and the held-out
+reward when the stage evaluated during training), training curves side by side, and held-out scores per stage with
+their intervals (stages.png, seeds.png)."""
 from __future__ import annotations
 
 import json
@@ -49,6 +50,9 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
         ("completion length (tokens)", ["completions/mean_length"]),
         ("loss", ["loss"]),
         ("rollout tokens/s (log)", ["rollout/tokens_per_s", "rollout/bound_tokens_per_s"]),  # GRPO: speed vs bound
+        ("held-out reward (eval during training)",  # GRPO with stage.trainer.eval_strategy=steps
+         sorted({k for r in rows for k in r if k.startswith("eval_rewards/") and k.endswith("/mean")}
+                | ({"eval_reward"} if any("eval_reward" in r for r in rows) else set()))),
     ]
     panels = [(name, keys) for name, keys in panels if any(k in r for r in rows for k in keys)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
@@ -56,7 +60,8 @@ def plot_metrics(metrics_path: Path, out_png: Path, title: str = "") -> Path | N
         for key in keys:
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), marker=".", label=key.replace("rewards/", "").replace("/mean", ""))
+                ax.plot(*zip(*pts), marker=".",
+                        label=key.replace("eval_", "").replace("rewards/", "").replace("/mean", ""))
         if name.endswith("(log)"):
             ax.set_yscale("log")
         ax.set_xlabel("step")

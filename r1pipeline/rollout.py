@@ -144,18 +144,21 @@ TRL_GENERATE_SIGNATURE = "(self, prompt_ids, images, multimodal_fields, num_gene
 TRL_TOKENIZE_SIGNATURE = "(self, prompts: list)"
 
 
+def chat_prompt_ids(tokenizer, prompt: list[dict], chat_template=None, **template_kwargs) -> list[int]:
+    """Token ids of one conversational prompt as the model sees it: an assistant prefill left open to continue, else
+    the generation prompt (dataset.max_prompt_tokens counts these)."""
+    prefill = prompt[-1]["role"] == "assistant"
+    return tokenizer.apply_chat_template(prompt, chat_template=chat_template, tokenize=True, return_dict=True,
+                                         continue_final_message=prefill, add_generation_prompt=not prefill,
+                                         **template_kwargs)["input_ids"]
+
+
 def prefilled_prompt_ids(tokenizer, prompts: list, chat_template=None, **template_kwargs) -> list[list[int]] | None:
     """Token ids of conversational prompts, an assistant prefill left open for the model to continue (the others get
     the generation prompt, as in TRL); None when no prompt has a prefill: TRL's own rendering is right for those."""
     if not any(isinstance(p, list) and p and p[-1].get("role") == "assistant" for p in prompts):
         return None
-    ids = []
-    for p in prompts:
-        prefill = p[-1]["role"] == "assistant"
-        ids.append(tokenizer.apply_chat_template(p, chat_template=chat_template, tokenize=True, return_dict=True,
-                                                 continue_final_message=prefill, add_generation_prompt=not prefill,
-                                                 **template_kwargs)["input_ids"])
-    return ids
+    return [chat_prompt_ids(tokenizer, p, chat_template, **template_kwargs) for p in prompts]
 
 
 def record_rollout(trainer, prompt_ids, completion_ids, wall: float, bucket: int | None) -> None:

@@ -50,12 +50,13 @@ def resume_point(cfg, out: Path) -> str | None:
     return resume
 
 
-def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str, bool]) -> dict:
+def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str, bool], load_base=None) -> dict:
     """Train (from the newest complete checkpoint with run.resume=true), close the tracker (as crashed on error),
     save the model + tokenizer to `out/model` and plot the metrics on the main process. Returns the stage's outputs.
 
     With LoRA the trainer saves the adapter to `out/adapter`, and `out/model` receives the base (`base`: path and
-    random_init) with the adapter merged in, so the next stage loads a plain model, like after full fine-tuning."""
+    random_init; `load_base`: how it loads, models.merge_adapter's `load`) with the adapter merged in, so the next
+    stage loads a plain model, like after full fine-tuning."""
     resume = resume_point(cfg, out)
     try:
         trainer.train(resume_from_checkpoint=resume)
@@ -68,7 +69,7 @@ def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str
     trainer.save_model(str(adapter_dir if lora else model_dir))
     if trainer.is_world_process_zero():
         if lora:
-            merged = merge_adapter(cfg.model, base[0], base[1], str(adapter_dir), cfg.hardware.use_cpu)
+            merged = merge_adapter(cfg.model, base[0], base[1], str(adapter_dir), cfg.hardware.use_cpu, load_base)
             merged.save_pretrained(model_dir)
             tok.save_pretrained(adapter_dir)
             log.info("merged the LoRA adapter %s into %s: %s", adapter_dir, base[0], model_dir)

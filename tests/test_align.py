@@ -41,17 +41,26 @@ def test_a_reward_scores_only_rows_of_its_kind(kind, rows, expected):
         assert calls[0]["answer"] == [a for a, k in zip(["1", "2", "3"], rows) if k == kind]
 
 
-def test_align_scores_reasoning_rows_by_rules_and_general_rows_by_the_reward_model(tmp_path, embedded_model_dir):
+@pytest.mark.parametrize("rm_lora", [False, True])  # the reward model trained whole, or LoRA merged into model/
+def test_align_scores_reasoning_rows_by_rules_and_general_rows_by_the_reward_model(rm_lora, tmp_path,
+                                                                                    embedded_model_dir):
     torch.set_num_threads(1)
     run_dir = tmp_path / "run"
-    rm = run_stage(compose_cfg(TINY_RM, run_dir=run_dir))
-    summary = run_stage(compose_cfg(TINY_ALIGN, run_dir=run_dir))
+    rm = run_stage(compose_cfg([*TINY_RM, f"model.lora.enabled={str(rm_lora).lower()}"], run_dir=run_dir))
+    # with held-out evaluation at step 2: the dataset's test prompts, reasoning rows scored by the rules only
+    summary = run_stage(compose_cfg([*TINY_ALIGN, "stage.trainer.eval_strategy=steps", "stage.trainer.eval_steps=2",
+                                     "stage.eval_prompts=2"], run_dir=run_dir))
     assert summary["inputs"]["reward_model"] == rm["outputs"]["reward_model"]
+    assert summary["metrics"]["eval_at_steps"] == [2]
+    held_out = [json.loads(line) for line in (run_dir / "align" / "metrics.jsonl").read_text().splitlines()
+                if "eval_reward" in line][0]
+    assert held_out["eval_rewards/format/mean"] is not None and held_out["eval_rewards/reward_model/mean"] is None
     assert summary["metrics"]["prompts_by_kind"] == {"reasoning": 4, "general": 4}
     assert summary["steps"] == 2
     rules = {"correct", "format", "language_consistency"}
     assert set(summary["reward_errors"]) == rules | {"reward_model"}
-    samples = [json.loads(line) for line in (run_dir / "align" / "samples.jsonl").read_text().splitlines()]
+    samples = [s for line in (run_dir / "align" / "samples.jsonl").read_text().splitlines()
+               if (s := json.loads(line))["split"] == "train"]
     seen = set()
     for s in samples:
         general = "numbers" not in s["prompt"]  # Countdown prompts list their numbers

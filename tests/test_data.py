@@ -70,3 +70,42 @@ def test_bad_dataset_source_and_path_name_the_field():
         build_dataset(compose_cfg(["dataset.source=local", "dataset.path=/no/such/file.jsonl"]).dataset)
     with pytest.raises(ConfigError, match=r"dataset.task/params: reasoning-gym rejected"):
         build_dataset(compose_cfg(["+dataset.params.no_such_param=1"]).dataset)
+
+
+def test_max_prompt_tokens_drops_the_longer_prompts_from_train_and_test(embedded_model_dir, caplog):
+    from r1pipeline.data import prompt_tokens
+
+    cfg, full = _countdown()  # Countdown prompts are 24x tokens with the embedded tokenizer: a limit inside that range
+    path = cfg.model.path
+    lengths = {split: prompt_tokens(full[split]["prompt"], path) for split in ("train", "test")}
+    limit = sorted(lengths["train"])[len(lengths["train"]) // 2]
+    caplog.set_level("INFO", logger="r1pipeline.data")
+    cut = build_dataset(compose_cfg(["dataset.train_size=40", "dataset.test_size=10",
+                                     f"dataset.max_prompt_tokens={limit}"]).dataset, path)
+    for split in ("train", "test"):
+        kept = [q for q, n in zip(full[split]["question"], lengths[split]) if n <= limit]
+        assert cut[split]["question"] == kept  # the others, in order, and nothing else
+    dropped = sum(n > limit for n in lengths["train"])
+    assert 0 < dropped < 40
+    assert f"dataset.max_prompt_tokens={limit}: dropped {dropped} of 40 train prompts" in caplog.text
+    # the count is of what the model is given: the chat template, and the prefill left open to continue
+    from r1pipeline.models import load_tokenizer
+    from r1pipeline.rollout import chat_prompt_ids
+
+    tok = load_tokenizer(str(embedded_model_dir))
+    ids = chat_prompt_ids(tok, full["train"]["prompt"][0])
+    assert len(ids) == lengths["train"][0] and tok.decode(ids).endswith("<|im_start|>assistant\n<think>")
+
+
+def test_max_prompt_tokens_below_every_prompt_names_the_field(tmp_path, embedded_model_dir):
+    from r1pipeline.cli import run_stage
+
+    cfg = compose_cfg(["model=tiny_random", "dataset.train_size=8", "dataset.test_size=4",
+                       "dataset.max_prompt_tokens=10"], run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"dataset\.max_prompt_tokens: every one of the 8 train prompts is over 10 "
+                                          r"tokens \(chat template and prefill included; the shortest has 2\d\d\); "
+                                          r"raise dataset\.max_prompt_tokens to at least 2\d\d"):
+        run_stage(cfg)
+    assert not (tmp_path / "run" / "r1_zero").exists()  # before the stage directory and the model
+    with pytest.raises(ConfigError, match=r"dataset\.max_prompt_tokens: 0 must be an integer of at least 1"):
+        check(compose_cfg(["dataset.max_prompt_tokens=0"]).dataset)

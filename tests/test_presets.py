@@ -61,8 +61,9 @@ def overrides(name: str, tmp_path) -> list[str]:
     local = lambda dataset: f"dataset.path={write_local_copy(tmp_path / dataset, dataset)}"  # noqa: E731
     if name == "r1_zero_tutorial":
         return [local("numina_math_tir"), *grpo("stage.")]
-    if name == "grpo_gsm8k":
-        return [local("gsm8k"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
+    if name == "grpo_gsm8k":  # its held-out eval during training, at the one step: 2 prompts x 4 completions
+        return [local("gsm8k"), *grpo("stage.r1_zero."), "stage.r1_zero.trainer.eval_steps=1",
+                "stage.r1_zero.eval_prompts=2", *evaluating("stage.eval.")]
     if name == "mini_r1_countdown":
         return [local("countdown_tasks_3to4"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
     if name == "r1_step_by_step":
@@ -119,6 +120,9 @@ def test_single_rl_presets_run_one_step(name, tmp_path, embedded_model_dir):
         assert Path(grpo_manifest["outputs"]["adapter"], "adapter_config.json").is_file()
     if name != "r1_zero_tutorial":  # its eval scored base and the trained model on held-out prompts
         assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero"}
+    if name == "grpo_gsm8k":  # and r1_zero scored held-out prompts as it trained
+        assert grpo_manifest["metrics"]["eval_at_steps"] == [1]
+        assert "eval_rewards/correct/mean" in grpo_manifest["metrics"]
     assert reload_in_fresh_process(grpo_manifest["outputs"]["model"])["new_tokens"] > 0
 
 

@@ -55,6 +55,41 @@ def test_reward_model_ranks_chosen_over_rejected_after_training_and_reloads(tmp_
     assert models_to_evaluate(compose_cfg(["model=tiny_random", "stage=eval"], run_dir=tmp_path / "run")) == ["base"]
 
 
+def test_reward_model_with_lora_saves_the_adapter_and_a_merged_scorer(tmp_path, embedded_model_dir):
+    from safetensors.torch import load_file
+
+    from r1pipeline.stages.reward_model import conversational, load_backbone, pair_accuracy
+
+    torch.set_num_threads(1)
+    cfg = compose_cfg([*TINY_RM, "model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8",
+                       "model.lora.dropout=0.0"], run_dir=tmp_path / "run")
+    summary = run_stage(cfg)
+    out = tmp_path / "run" / "reward_model"
+    assert summary["outputs"] == {"reward_model": str(out / "model"), "adapter": str(out / "adapter")}
+    # the adapter: LoRA matrices on the body and the new scoring head saved whole
+    adapter_cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_cfg["task_type"] == "SEQ_CLS" and "score" in adapter_cfg["modules_to_save"]
+    keys = load_file(out / "adapter" / "adapter_model.safetensors").keys()
+    assert any("lora_B" in k for k in keys) and any(k.endswith("score.weight") for k in keys)
+
+    # model/: a plain sequence-classification checkpoint (what align's reward_model reward loads) ...
+    model, tok = load_scorer(summary["outputs"]["reward_model"])
+    assert not (out / "model" / "adapter_config.json").exists() and model.config.num_labels == 1
+    base = load_backbone(cfg.model, summary["inputs"]["model"], True, random_init=True)
+    merged, initial = dict(model.named_parameters()), dict(base.named_parameters())
+    assert merged.keys() == initial.keys()
+    assert not torch.equal(merged["score.weight"], initial["score.weight"])  # the head trained
+    assert torch.equal(merged["model.embed_tokens.weight"], initial["model.embed_tokens.weight"])  # no adapter there
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged[q], initial[q])  # the adapter merged into the body
+    # ... that scores the pairs as the trained adapter did (the stage measured under the trainer's bf16 autocast,
+    # this in float32: equal to ~0.1%)
+    pairs = conversational(load_preferences(cfg.stage.preferences))
+    after = summary["metrics"]["pair_accuracy"]["after"]
+    assert after["mean_margin"] > summary["metrics"]["pair_accuracy"]["before"]["mean_margin"]
+    assert pair_accuracy(model, tok, pairs)["mean_margin"] == pytest.approx(after["mean_margin"], rel=1e-2)
+
+
 def test_preferences_load_from_a_chosen_rejected_file(tmp_path):
     # Anthropic/hh-rlhf's schema: chosen/rejected strings, the prompt inside them
     hh = tmp_path / "hh.jsonl"
@@ -86,12 +121,13 @@ def test_preferences_load_from_a_chosen_rejected_file(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("stage.preferences.source=hub", "stage.preferences.path: source hub needs a path"),  # hub without an id
-    ("model.lora.enabled=true", "model.lora.enabled: stage reward_model trains the whole backbone"),
-    ("stage.trainer.max_length=long", "stage.trainer.max_length"),  # a RewardConfig field of the wrong type
+    (["stage.preferences.source=hub"], "stage.preferences.path: source hub needs a path"),  # hub without an id
+    # 4-bit loading: refused (here by the CPU check; on a GPU by the stage: its backbone loads in full precision)
+    (["model.lora.enabled=true", "model.load_in_4bit=true"], "model.load_in_4bit: "),
+    (["stage.trainer.max_length=long"], "stage.trainer.max_length"),  # a RewardConfig field of the wrong type
 ])
 def test_reward_model_config_errors_name_the_field(override, message, tmp_path):
     from r1pipeline.config import validate
 
     with pytest.raises(ConfigError, match=message):
-        validate(compose_cfg(["model=tiny_random", "stage=reward_model", override], run_dir=tmp_path / "run"))
+        validate(compose_cfg(["model=tiny_random", "stage=reward_model", *override], run_dir=tmp_path / "run"))

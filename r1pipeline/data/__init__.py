@@ -8,6 +8,7 @@ Sources: `reasoning_gym` (procedural, offline, reproducible by seed), `hub` (`da
 a hub id, or a local directory/file in the same schema) and `local` (a JSON/JSONL/CSV/Parquet file).
 Held-out rows never touch training: the dataset's own test split where it has one (`dataset.test_split`), disjoint
 seeds for procedural tasks, and no training row whose prompt equals a test prompt (`drop_test_prompts`).
+`dataset.max_prompt_tokens` drops prompts longer than that for the model's tokenizer (`drop_long_prompts`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def check(dcfg, where: str = "dataset") -> None:
     if dcfg.get("train_size") is not None or procedural:  # hub and local data: null takes every training row
         number(dcfg.get("train_size"), f"{where}.train_size", low=1, integer=True, example=2000)
     number(dcfg.get("test_size"), f"{where}.test_size", low=1, integer=True, example=100)
+    if dcfg.get("max_prompt_tokens") is not None:
+        number(dcfg.max_prompt_tokens, f"{where}.max_prompt_tokens", low=1, integer=True, example=256)
     number(dcfg.get("seed"), f"{where}.seed", integer=True, example=0)
     how = dcfg.get("answer_extract")
     if how is not None and how not in ANSWER_EXTRACTORS:
@@ -207,9 +210,39 @@ def draw_prompts(train: Dataset, n: int, seed: int, stage: str) -> Dataset:
     return train.shuffle(seed=seed * 100_003 + salt).select(range(min(n, len(train))))
 
 
-def build_dataset(dcfg) -> DatasetDict:
+def prompt_tokens(prompts: list, tokenizer_from: str) -> list[int]:
+    """How many tokens each conversational prompt is for the model: its chat template with the generation prompt or
+    the open prefill (rollout.chat_prompt_ids), with the tokenizer of `tokenizer_from` (a model.path)."""
+    from r1pipeline.models import load_tokenizer, resolve_model_path
+    from r1pipeline.rollout import chat_prompt_ids
+
+    tok = load_tokenizer(resolve_model_path(tokenizer_from))
+    return [len(chat_prompt_ids(tok, p)) for p in prompts]
+
+
+def drop_long_prompts(data: DatasetDict, limit: int, tokenizer_from: str) -> DatasetDict:
+    """Drop the rows whose prompt is over `limit` tokens (`dataset.max_prompt_tokens`) from train and test, with
+    the count logged. Dropped rather than cut: a prompt cut short loses its question (GRPO trainers that had
+    max_prompt_length kept its end). A split left with nothing is a ConfigError naming the field."""
+    out = {}
+    for split, ds in data.items():
+        lengths = prompt_tokens(ds["prompt"], tokenizer_from)
+        keep = [i for i, n in enumerate(lengths) if n <= limit]
+        if lengths and not keep:
+            raise ConfigError(f"dataset.max_prompt_tokens: every one of the {len(lengths)} {split} prompts is over "
+                              f"{limit} tokens (chat template and prefill included; the shortest has {min(lengths)}); "
+                              f"raise dataset.max_prompt_tokens to at least {min(lengths)} or set it to null")
+        if len(keep) < len(lengths):
+            log.info("dataset.max_prompt_tokens=%d: dropped %d of %d %s prompts (longest %d tokens)", limit,
+                     len(lengths) - len(keep), len(lengths), split, max(lengths))
+        out[split] = ds.select(keep)
+    return DatasetDict(out)
+
+
+def build_dataset(dcfg, tokenizer_from: str | None = None) -> DatasetDict:
     """The `train` and `test` splits of the configured dataset, prompts built, no test prompt among the training
-    prompts."""
+    prompts; with `dataset.max_prompt_tokens`, no prompt over that many tokens for the tokenizer of `tokenizer_from`
+    (the run's model.path: every stage of a run reads the same rows)."""
     if dcfg.source == "reasoning_gym":
         train = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.train_size, dcfg.seed))
         test = Dataset.from_list(_reasoning_gym_rows(dcfg, dcfg.test_size, dcfg.seed + 1_000_003))
@@ -224,4 +257,10 @@ def build_dataset(dcfg) -> DatasetDict:
                           f"(it has {test.column_names}); map them with dataset.columns or change the template")
     test = test.map(lambda row: {"prompt": make_prompt(row, dcfg.prompt)})
     train = test.select([]) if train is None else train.map(lambda row: {"prompt": make_prompt(row, dcfg.prompt)})
-    return drop_test_prompts(DatasetDict({"train": train, "test": test}))
+    data = drop_test_prompts(DatasetDict({"train": train, "test": test}))
+    limit = dcfg.get("max_prompt_tokens")
+    if limit is None:
+        return data
+    if tokenizer_from is None:
+        raise ValueError("build_dataset: dataset.max_prompt_tokens counts tokens; pass tokenizer_from=cfg.model.path")
+    return drop_long_prompts(data, limit, tokenizer_from)

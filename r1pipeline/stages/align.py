@@ -97,13 +97,17 @@ def general_rows(g) -> list[dict]:
 
 def mixed_data(cfg) -> dict:
     """The dataset's reasoning rows (kind: reasoning) and the general rows in one shuffled train split; a general row
-    holds None in the reasoning columns."""
-    data = build_dataset(cfg.dataset)
+    holds None in the reasoning columns. The test split (and `eval`, with held-out evaluation on) is reasoning rows."""
+    data = build_dataset(cfg.dataset, cfg.model.path)
     reasoning = data["train"].add_column("kind", ["reasoning"] * len(data["train"]))
     validate_reward_config(cfg.stage.rewards, set(reasoning.column_names), "stage.rewards")
     general = Dataset.from_list([{**dict.fromkeys(reasoning.column_names), **r}
                                  for r in general_rows(cfg.stage.general)], features=reasoning.features)
-    return {"train": concatenate_datasets([reasoning, general]).shuffle(seed=cfg.seed), "test": data["test"]}
+    # Held-out evaluation during training scores the dataset's test prompts (reasoning rows; general prompts have
+    # no held-out split) with the reasoning mix.
+    test = data["test"].add_column("kind", ["reasoning"] * len(data["test"]))
+    return grpo.with_eval(cfg, {"train": concatenate_datasets([reasoning, general]).shuffle(seed=cfg.seed),
+                                "test": test})
 
 
 def routed_rewards(cfg, general: dict):

@@ -154,7 +154,8 @@ def loaded_rows(load_cfg) -> tuple[list[dict], dict]:
 
 
 def training_prompts(cfg):
-    return draw_prompts(build_dataset(cfg.dataset)["train"], cfg.stage.num_prompts, cfg.seed, cfg.stage.name)
+    train = build_dataset(cfg.dataset, cfg.model.path)["train"]
+    return draw_prompts(train, cfg.stage.num_prompts, cfg.seed, cfg.stage.name)
 
 
 def check(cfg) -> None:

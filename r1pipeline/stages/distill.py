@@ -83,7 +83,7 @@ def run(cfg) -> dict:
     stage = cfg.stage
     t_path, t_random, t_name = teacher(cfg)  # fails early: "run stage X first"
     s_path, s_random = resolve_model_path(stage.student.path), bool(stage.student.random_init)
-    data = draw_prompts(build_dataset(cfg.dataset)["train"], stage.num_prompts, cfg.seed, stage.name)
+    data = draw_prompts(build_dataset(cfg.dataset, cfg.model.path)["train"], stage.num_prompts, cfg.seed, stage.name)
     check_verifier(stage.verify, set(data.column_names))
 
     def work(out):

@@ -25,7 +25,7 @@ from r1pipeline.data import build_dataset, check_training_split
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import load_model, load_tokenizer, peft_config
 from r1pipeline.monitor import StageMonitor
-from r1pipeline.plots import summarize_metrics
+from r1pipeline.plots import read_metrics, summarize_metrics
 from r1pipeline.reward_audit import run_audit
 from r1pipeline.rewards import build_rewards, validate_reward_config
 from r1pipeline.rewards.format import format_compliance
@@ -33,7 +33,7 @@ from r1pipeline.rollout import grpo_rollout_args, rollout_trainer_cls
 from r1pipeline.processes import is_main_process
 from r1pipeline.rundir import execute_stage, input_model
 from r1pipeline.tracking import tracking_callbacks
-from r1pipeline.typecheck import check_fields
+from r1pipeline.typecheck import check_fields, number
 from r1pipeline.training import common_args, train_and_save
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,51 @@ def check(cfg) -> None:
         raise ConfigError("stage.trainer.max_completion_length: must be at least 1")
     validate_reward_config(reward_cfg(cfg), where=reward_field(cfg))
     check_training_split(cfg.dataset, cfg.stage.name)
+    check_eval(cfg)
+
+
+def evaluating(cfg) -> bool:
+    """Whether the stage evaluates on held-out prompts during training (TRL's own eval loop)."""
+    return cfg.stage.trainer.get("eval_strategy", "no") != "no"
+
+
+def check_eval(cfg) -> None:
+    """Held-out evaluation during training: `stage.trainer.eval_strategy` (no | steps | epoch, a GRPOConfig field:
+    its type is checked with the others), `eval_steps` for steps, `stage.eval_prompts` within the dataset's held-out
+    rows and only with eval on, and an eval batch of whole groups (TRL's GRPOConfig would refuse it after the data
+    loaded)."""
+    t, n = cfg.stage.trainer, cfg.stage.get("eval_prompts")
+    if not evaluating(cfg):
+        if n is not None:
+            raise ConfigError(f"stage.eval_prompts: {n} is set but stage.trainer.eval_strategy is 'no', so nothing is "
+                              f"evaluated; add stage.trainer.eval_strategy=steps stage.trainer.eval_steps=<N>, or set "
+                              f"stage.eval_prompts=null")
+        return
+    if t.get("eval_strategy") == "steps" and not t.get("eval_steps"):
+        raise ConfigError("stage.trainer.eval_steps: eval_strategy=steps needs the number of training steps between "
+                          "two held-out evaluations; set stage.trainer.eval_steps=<N>, e.g. 50")
+    if n is not None:
+        number(n, "stage.eval_prompts", low=1, integer=True, example=100)
+        if n > cfg.dataset.test_size:
+            raise ConfigError(f"stage.eval_prompts: {n} is more than the dataset's {cfg.dataset.test_size} held-out "
+                              f"rows; raise dataset.test_size to {n} or lower stage.eval_prompts (null: all of them)")
+    g = t.get("num_generations_eval") or t.get("num_generations", 8)
+    batch = t.get("per_device_eval_batch_size", 8) * cfg.hardware.num_processes
+    if batch % g:
+        raise ConfigError(f"stage.trainer.per_device_eval_batch_size: the eval batch ({batch} completions over "
+                          f"{cfg.hardware.num_processes} processes) must hold whole groups of num_generations_eval="
+                          f"{g}; set per_device_eval_batch_size to a multiple of {g} (or lower num_generations_eval)")
+
+
+def eval_prompts(cfg, data):
+    """The held-out prompts evaluated during training: the first `stage.eval_prompts` rows of the dataset's test split
+    (null: all), which no training row shares (r1pipeline/data); None when the stage does not evaluate. Every dataset
+    has that split (its own, one carved out of train, or other seeds); a named `dataset.test_split` that is missing
+    or empty already fails when the data loads, before the model."""
+    if not evaluating(cfg):
+        return None
+    test, n = data["test"], cfg.stage.get("eval_prompts")
+    return test.select(range(min(n, len(test)))) if n else test
 
 
 def grpo_args(cfg, out: Path, reward_weights: list[float]):
@@ -74,12 +119,19 @@ def grpo_args(cfg, out: Path, reward_weights: list[float]):
 HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
             "format_compliance", "rollout/tokens_per_s", "rollout/bound_tokens_per_s", "rollout/share_of_bound",
             "loss", "step_time")
+EVAL_HEADLINE = ("eval_reward", "eval_reward_std", "eval_completions/mean_length", "eval_format_compliance")
 
 
 def summarize(metrics_path: Path) -> dict:
-    """First/last/min/max of the headline metrics and per-reward means and errors, for summary.json."""
-    return summarize_metrics(metrics_path, lambda k: k in HEADLINE or (
-        k.startswith("rewards/") and k.endswith(("/mean", "/errors"))))
+    """First/last/min/max of the headline metrics and per-reward means and errors, for summary.json; with held-out
+    evaluation during training, the same of its curve (`eval_reward`, `eval_rewards/<name>/mean`, ...) and the steps
+    it ran at (`eval_at_steps`)."""
+    metrics = summarize_metrics(metrics_path, lambda k: k in HEADLINE or k in EVAL_HEADLINE or (
+        k.startswith(("rewards/", "eval_rewards/")) and k.endswith(("/mean", "/errors"))))
+    steps = [r["step"] for r in read_metrics(metrics_path) if "eval_reward" in r]
+    if steps:
+        metrics["eval_at_steps"] = steps
+    return metrics
 
 
 def reward_cfg(cfg):
@@ -93,14 +145,24 @@ def reward_field(cfg) -> str:
 
 
 def prepare_data(cfg):
-    """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model)."""
-    data = build_dataset(cfg.dataset)
+    """Build the prompts and check that the reward mix finds the columns it reads (before any directory or model);
+    with held-out evaluation on, `eval` holds its prompts."""
+    data = build_dataset(cfg.dataset, cfg.model.path)
     validate_reward_config(reward_cfg(cfg), set(data["train"].column_names), reward_field(cfg))
+    return with_eval(cfg, data)
+
+
+def with_eval(cfg, data):
+    """`data` with its `eval` split when the stage evaluates during training (`eval_prompts`)."""
+    held_out = eval_prompts(cfg, data)
+    if held_out is not None:
+        data["eval"] = held_out
     return data
 
 
 def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=None) -> dict:
-    """Train with GRPO from `model_path`; writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`.
+    """Train with GRPO from `model_path` on `data["train"]`, evaluating on `data["eval"]` when there is one (TRL's
+    eval loop: `eval_*` metrics every eval_steps); writes model/, metrics.jsonl, samples.jsonl, rewards.png into `out`.
     `rewards(recorder) -> (funcs, weights)` builds the reward functions (default: the stage's mix; align routes
     two mixes by row kind)."""
     t0 = time.time()
@@ -112,9 +174,14 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=N
     model = load_model(cfg.model, model_path, cfg.hardware.use_cpu, random_init=random_init)
     log.info("GRPO %s: %s (%.1fM params) on %d prompts, rewards %s, rollout=%s", cfg.stage.name, model_path,
              model.num_parameters() / 1e6, len(data["train"]), {f.name: w for f, w in zip(funcs, weights)}, cfg.rollout.name)
+    held_out = data.get("eval")
+    if held_out is not None:
+        log.info("held-out eval every %s steps (%s): %d test prompts x %d completions", args.eval_steps,
+                 args.eval_strategy.value, len(held_out), args.num_generations_eval or args.num_generations)
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
-                                    args=args, train_dataset=data["train"],
+                                    args=args, train_dataset=data["train"], eval_dataset=held_out,
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)
+    recorder.training = lambda: trainer.model.training  # samples.jsonl marks held-out samples split "test"
     monitor = StageMonitor(cfg.alerts, kind="grpo", history=out / "metrics.jsonl")  # replayed on resume
     cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.SamplesJsonl(recorder, out / "samples.jsonl"),

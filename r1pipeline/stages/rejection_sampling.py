@@ -107,7 +107,7 @@ def sample_and_filter(cfg, engine, data, verifier, store=None) -> tuple[list[dic
 def run(cfg) -> dict:
     stage = cfg.stage
     model_path, random_init = input_model(cfg, stage.inputs.model)  # fails early: "run stage X first"
-    data = draw_prompts(build_dataset(cfg.dataset)["train"], stage.num_prompts, cfg.seed, stage.name)
+    data = draw_prompts(build_dataset(cfg.dataset, cfg.model.path)["train"], stage.num_prompts, cfg.seed, stage.name)
     check_verifier(stage.verify, set(data.column_names))  # the columns it reads, before the model loads
 
     def work(out):

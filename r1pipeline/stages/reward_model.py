@@ -7,7 +7,9 @@ one output (a fresh scoring head on the pretrained body); the Bradley-Terry loss
 r(prompt, chosen) above r(prompt, rejected). The pairs are the built-in helpfulness/harmlessness set or a hub/local
 set in the usual chosen/rejected schema (r1pipeline/data/preferences.py). After training the stage scores its own
 pairs and reports how often chosen ranks above rejected (`metrics.pair_accuracy`, before and after), then hands
-`<stage>/model` on to `stage=align` (`stage.inputs.reward_model`) or the `reward_model` reward.
+`<stage>/model` on to `stage=align` (`stage.inputs.reward_model`) or the `reward_model` reward. With
+`model.lora.enabled=true` LoRA adapters train on the body (the new head trains whole); the stage saves them to
+`<stage>/adapter` and merges them into `<stage>/model`, the same plain sequence-classification checkpoint.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from datasets import Dataset
 from r1pipeline import callbacks as cb
 from r1pipeline.data.preferences import check_source, load_preferences
 from r1pipeline.errors import ConfigError
-from r1pipeline.models import load_tokenizer, torch_dtype
+from r1pipeline.models import load_tokenizer, peft_config, torch_dtype
 from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.rewards.reward_model import as_turns, score_conversations
@@ -35,28 +37,32 @@ HEADLINE = ("loss", "accuracy", "margin", "grad_norm", "step_time")
 
 
 def check(cfg) -> None:
-    """The stage block: RewardConfig fields, the preference source; LoRA is not offered here (the adapter merge hands
-    on causal LMs)."""
+    """The stage block: RewardConfig fields, the preference source; the backbone loads in full precision (no 4-bit)."""
     from trl import RewardConfig
 
     check_fields(cfg.stage.trainer, RewardConfig, "stage.trainer")
     check_source(cfg.stage.preferences, "stage.preferences")
-    if cfg.model.lora.enabled:
-        raise ConfigError("model.lora.enabled: stage reward_model trains the whole backbone and its head; set "
-                          "model.lora.enabled=false for this stage")
+    if cfg.model.get("load_in_4bit"):
+        raise ConfigError("model.load_in_4bit: stage reward_model loads its backbone in full precision (LoRA works: "
+                          "model.lora.enabled=true); set model.load_in_4bit=false for this stage")
 
 
-def load_backbone(cfg, path: str, random_init: bool):
-    """The model group's checkpoint as a sequence-classification model with one output (a new head)."""
+def load_backbone(model_cfg, path: str, use_cpu: bool, random_init: bool):
+    """The model group's checkpoint as a sequence-classification model with one output (a new head) that knows its
+    tokenizer's pad token (it scores the last non-pad token of each row); the same signature as models.load_model,
+    so that the LoRA merge loads it as its base."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    kwargs = {"dtype": torch_dtype(cfg.model.dtype, cfg.hardware.use_cpu), "num_labels": 1,
-              "attn_implementation": cfg.model.attn_implementation}
+    kwargs = {"dtype": torch_dtype(model_cfg.dtype, use_cpu), "num_labels": 1,
+              "attn_implementation": model_cfg.attn_implementation}
     if random_init:
-        config = AutoConfig.from_pretrained(path, num_labels=1, **dict(cfg.model.config_overrides or {}))
+        config = AutoConfig.from_pretrained(path, num_labels=1, **dict(model_cfg.config_overrides or {}))
         torch.manual_seed(0)
-        return AutoModelForSequenceClassification.from_config(config, dtype=kwargs["dtype"])
-    return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        model = AutoModelForSequenceClassification.from_config(config, dtype=kwargs["dtype"])
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    model.config.pad_token_id = load_tokenizer(path).pad_token_id
+    return model
 
 
 def conversational(rows: list[dict]) -> list[dict]:
@@ -85,17 +91,19 @@ def run_reward_model(cfg, out: Path, pairs: list[dict], model_path: str, random_
     t0 = time.time()
     tok = load_tokenizer(model_path)
     args = RewardConfig(**common_args(cfg, out))
-    model = load_backbone(cfg, model_path, random_init)
-    model.config.pad_token_id = tok.pad_token_id
+    model = load_backbone(cfg.model, model_path, cfg.hardware.use_cpu, random_init)
     before = pair_accuracy(model, tok, pairs)
     log.info("reward model: %s (%.1fM params) on %d preference pairs; before training chosen > rejected on %.0f%%",
              model_path, model.num_parameters() / 1e6, len(pairs), 100 * before["accuracy"])
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    # With LoRA the adapters train and the new head trains whole (SEQ_CLS: peft's modules_to_save).
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
+                            peft_config=peft_config(cfg.model, task_type="SEQ_CLS"))
     monitor = StageMonitor(cfg.alerts, kind="sft", history=out / "metrics.jsonl")
     cb.install(trainer, [cb.StepTimer(), *monitor.callbacks, cb.JsonlMetrics(out / "metrics.jsonl"),
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
     # Its own output name: a scorer, not a causal LM that eval or a later training stage could start from.
-    outputs = {"reward_model": train_and_save(trainer, tok, cfg, out, "loss.png", (model_path, random_init))["model"]}
+    saved = train_and_save(trainer, tok, cfg, out, "loss.png", (model_path, random_init), load_base=load_backbone)
+    outputs = {"reward_model": saved["model"], **({"adapter": saved["adapter"]} if "adapter" in saved else {})}
     after = pair_accuracy(trainer.model, tok, pairs)
     log.info("reward model: chosen > rejected on %.0f%% of its training pairs (mean margin %.3f)",
              100 * after["accuracy"], after["mean_margin"])
