@@ -64,6 +64,7 @@ def project(args, out: Path, env, variant: str) -> dict:
            f"stage.trainer.per_device_train_batch_size={args.batch}", "stage.trainer.num_generations=8"
            if args.batch % 8 == 0 else f"stage.trainer.num_generations={args.batch}",
            f"stage.trainer.max_completion_length={args.max_len}", "stage.trainer.save_steps=100000",
+           "stage.trainer.eval_strategy=no",  # like for like: the reference does not evaluate held-out prompts
            # like for like: the reference trains in float32 on CPU (bf16 only on CUDA)
            *([] if args.gpu else ["hardware.bf16=false"]),
            *args.overrides]

@@ -58,6 +58,10 @@ def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str
     random_init; `load_base`: how it loads, models.merge_adapter's `load`) with the adapter merged in, so the next
     stage loads a plain model, like after full fine-tuning."""
     resume = resume_point(cfg, out)
+    if resume and getattr(trainer.args, "eval_on_start", False):
+        # transformers evaluates "on start" on every train() call, a resumed one too: that would log a second
+        # held-out row at the checkpoint's step. The first run's step-0 row is kept in metrics.jsonl.
+        trainer.args.eval_on_start = False
     try:
         trainer.train(resume_from_checkpoint=resume)
     except BaseException as exc:

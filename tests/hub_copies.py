@@ -47,3 +47,15 @@ def write_local_copy(directory: Path, name: str, n: int = 10) -> Path:
     for split in splits:
         (directory / f"{split}.jsonl").write_text("".join(json.dumps(row(i)) + "\n" for i in indices(split, n)))
     return directory
+
+
+def write_stratos_copy(path: Path) -> Path:
+    """Two rows in Bespoke-Stratos-17k's schema (system, conversations with from/value), the cold-start `load`
+    source; returns the file."""
+    rows = [{"system": "Think first.", "conversations": [
+        {"from": "user", "value": f"What is {a} + {a}?"},
+        {"from": "assistant", "value": f"<|begin_of_thought|>\n{a} plus {a} is {2 * a}.\n<|end_of_thought|>\n\n"
+                                       f"<|begin_of_solution|>\n\\boxed{{{2 * a}}}\n<|end_of_solution|>"}]}
+        for a in (2, 3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

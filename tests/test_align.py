@@ -51,7 +51,7 @@ def test_align_scores_reasoning_rows_by_rules_and_general_rows_by_the_reward_mod
     summary = run_stage(compose_cfg([*TINY_ALIGN, "stage.trainer.eval_strategy=steps", "stage.trainer.eval_steps=2",
                                      "stage.eval_prompts=2"], run_dir=run_dir))
     assert summary["inputs"]["reward_model"] == rm["outputs"]["reward_model"]
-    assert summary["metrics"]["eval_at_steps"] == [2]
+    assert summary["metrics"]["eval_at_steps"] == [0, 2]  # before training (eval_on_start, the default) and at 2
     held_out = [json.loads(line) for line in (run_dir / "align" / "metrics.jsonl").read_text().splitlines()
                 if "eval_reward" in line][0]
     assert held_out["eval_rewards/format/mean"] is not None and held_out["eval_rewards/reward_model/mean"] is None
@@ -63,7 +63,7 @@ def test_align_scores_reasoning_rows_by_rules_and_general_rows_by_the_reward_mod
                if (s := json.loads(line))["split"] == "train"]
     seen = set()
     for s in samples:
-        general = "numbers" not in s["prompt"]  # Countdown prompts list their numbers
+        general = "Calculate" not in s["prompt"]  # the reasoning rows (small_sums) ask to calculate a sum
         seen.add(general)
         scored = {name for name, score in s["rewards"].items() if score is not None}
         assert scored == ({"reward_model"} if general else rules & scored) and scored, s

@@ -58,7 +58,7 @@ def test_every_group_option_composes_and_validates(group, option, monkeypatch):
 def test_defaults_are_the_r1_zero_cpu_run():
     cfg = compose_cfg()
     assert (cfg.stage.name, cfg.model.name, cfg.dataset.name, cfg.hardware.name) == (
-        "r1_zero", "smollm2_135m", "countdown", "cpu")
+        "r1_zero", "smollm2_135m", "small_sums", "cpu")
     validate(cfg)
 
 
@@ -89,7 +89,7 @@ def test_defaults_are_the_r1_zero_cpu_run():
         # values of the wrong type, in TRL's fields and in ours
         (["stage.trainer.lr_scheduler_type=cosin"], r"^stage\.trainer\.lr_scheduler_type: 'cosin' is not one of \["),
         (["stage=sft1", "stage.trainer.packing=maybe"], r"^stage\.trainer\.packing: 'maybe' is not true or false"),
-        (["reward.tag_count.weight=1", "+reward.tag_count.prefix=3"], r"^reward\.tag_count\.prefix: 3 is not true or false"),
+        (["+reward.tag_count.weight=1", "+reward.tag_count.prefix=3"], r"^reward\.tag_count\.prefix: 3 is not true or false"),
         (["dataset.test_size=0"], r"^dataset\.test_size: 0 must be an integer of at least 1"),
         (["run.resume=yes"], r"^run\.resume: 'yes' must be true"),
     ],

@@ -12,7 +12,8 @@ from r1pipeline.rewards.countdown import countdown_score
 
 
 def _countdown(**over):
-    cfg = compose_cfg(["dataset.train_size=40", "dataset.test_size=10", *[f"dataset.{k}={v}" for k, v in over.items()]])
+    cfg = compose_cfg(["dataset=countdown", "dataset.train_size=40", "dataset.test_size=10",
+                       *[f"dataset.{k}={v}" for k, v in over.items()]])
     return cfg, build_dataset(cfg.dataset)
 
 
@@ -80,7 +81,7 @@ def test_max_prompt_tokens_drops_the_longer_prompts_from_train_and_test(embedded
     lengths = {split: prompt_tokens(full[split]["prompt"], path) for split in ("train", "test")}
     limit = sorted(lengths["train"])[len(lengths["train"]) // 2]
     caplog.set_level("INFO", logger="r1pipeline.data")
-    cut = build_dataset(compose_cfg(["dataset.train_size=40", "dataset.test_size=10",
+    cut = build_dataset(compose_cfg(["dataset=countdown", "dataset.train_size=40", "dataset.test_size=10",
                                      f"dataset.max_prompt_tokens={limit}"]).dataset, path)
     for split in ("train", "test"):
         kept = [q for q, n in zip(full[split]["question"], lengths[split]) if n <= limit]
@@ -100,7 +101,7 @@ def test_max_prompt_tokens_drops_the_longer_prompts_from_train_and_test(embedded
 def test_max_prompt_tokens_below_every_prompt_names_the_field(tmp_path, embedded_model_dir):
     from r1pipeline.cli import run_stage
 
-    cfg = compose_cfg(["model=tiny_random", "dataset.train_size=8", "dataset.test_size=4",
+    cfg = compose_cfg(["model=tiny_random", "dataset=countdown", "dataset.train_size=8", "dataset.test_size=4",
                        "dataset.max_prompt_tokens=10"], run_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match=r"dataset\.max_prompt_tokens: every one of the 8 train prompts is over 10 "
                                           r"tokens \(chat template and prefill included; the shortest has 2\d\d\); "

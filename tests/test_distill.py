@@ -13,7 +13,7 @@ from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 
 # The teacher is the tiny random model (the model group, `base`); the student the same family at half the width.
-# Random weights never solve Countdown, so a trace is "verified" by tag_count's credit for the prefilled <think>.
+# Random weights never solve the task, so a trace is "verified" by tag_count's credit for the prefilled <think>.
 STUDENT = ["model@stage.student=tiny_random", "stage.student.config_overrides.hidden_size=16",
            "stage.student.config_overrides.intermediate_size=32", "stage.student.config_overrides.num_attention_heads=2",
            "stage.student.config_overrides.num_key_value_heads=1"]
@@ -43,7 +43,7 @@ def test_distill_trains_the_student_on_verified_teacher_traces_and_eval_compares
                                 "dataset.test_size=4", "stage.num_prompts=2", "stage.k=1",
                                 "stage.generation.max_new_tokens=8", "tracking=none"], run_dir=run_dir))
     assert list(ev["metrics"]) == ["base", "distill"]
-    assert ev["metrics"]["distill"]["countdown"]["prompts"] == 2
+    assert ev["metrics"]["distill"]["small_sums"]["prompts"] == 2
     assert "| distill |" in (run_dir / "eval" / "results.md").read_text()
 
 

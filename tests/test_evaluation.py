@@ -179,7 +179,7 @@ def test_eval_settings_that_cannot_work_are_refused_before_anything_loads(overri
     from r1pipeline.config import validate
 
     with pytest.raises(ConfigError, match=message):
-        validate(compose_cfg(["model=tiny_random", "stage=eval", *overrides]))
+        validate(compose_cfg(["model=tiny_random", "stage=eval", "dataset=countdown", *overrides]))
 
 
 def test_the_pipeline_checks_its_eval_benchmarks_before_the_first_stage_trains(tmp_path):
@@ -201,7 +201,8 @@ def test_every_dataset_config_can_be_an_eval_benchmark(name):
 def test_each_benchmark_is_verified_by_its_own_check_unless_one_is_set():
     from r1pipeline.benchmarks import benchmark_cfgs
 
-    cfg = compose_cfg(["stage=eval", "stage.datasets=[countdown,gsm8k,countdown_reference]", "dataset.seed=7"])
+    cfg = compose_cfg(["stage=eval", "dataset=countdown", "stage.datasets=[countdown,gsm8k,countdown_reference]",
+                       "dataset.seed=7"])
     subs = benchmark_cfgs(cfg)
     assert {n: OmegaConf.to_container(s.stage.verify, resolve=True) for n, s in subs.items()} == {
         "countdown": ["countdown"], "gsm8k": [{"accuracy": {"reference_column": "answer"}}],

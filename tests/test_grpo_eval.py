@@ -18,10 +18,11 @@ from r1pipeline.cli import run_stage
 from r1pipeline.data import build_dataset
 from r1pipeline.errors import ConfigError
 from r1pipeline.monitor import TrainingAlerts
+from r1pipeline.stages.grpo import eval_prompts
 
 EVAL = ["stage.trainer.max_steps=4", "stage.trainer.eval_strategy=steps", "stage.trainer.eval_steps=2",
         "stage.eval_prompts=3", "tracking=none"]
-MIX = {"format": 1.0, "tag_count": 0.5, "correct": 1.0}  # conf/reward/r1_zero.yaml
+MIX = {"format": 1.0, "correct": 1.0}  # conf/reward/r1_zero.yaml
 
 
 def _rows(path):
@@ -35,42 +36,62 @@ def test_grpo_evaluates_held_out_prompts_every_eval_steps(tmp_path, embedded_mod
     out = tmp_path / "run" / "r1_zero"
     rows = _rows(out / "metrics.jsonl")
     evals = [r for r in rows if "eval_reward" in r]
-    assert [r["step"] for r in evals] == [2, 4]
+    assert [r["step"] for r in evals] == [0, 2, 4]  # eval_on_start (the default): the untrained model first
     assert [r["step"] for r in rows if "reward" in r] == [1, 2, 3, 4]  # training logs unchanged
     for r in evals:
         for name in MIX:
             assert math.isfinite(r[f"eval_rewards/{name}/mean"])
         # the held-out reward is the stage's weighted mix of its rewards
         assert r["eval_reward"] == pytest.approx(sum(w * r[f"eval_rewards/{n}/mean"] for n, w in MIX.items()))
-        # 3 prompts x 4 completions, scored; no training-only keys
+        # 3 prompts x 1 completion (num_generations_eval, the default), scored; no training-only keys
         assert r["eval_completions/mean_length"] > 0 and not any(k in r for k in ("step_time", "reward"))
         assert not any(k.startswith(("system/", "alerts/")) for k in r)
 
     # summary.json: the eval curve's first and last, and where it was measured
     metrics = summary["metrics"]
-    assert metrics["eval_at_steps"] == [2, 4]
+    assert metrics["eval_at_steps"] == [0, 2, 4]
     assert metrics["eval_reward"]["first"] == evals[0]["eval_reward"]
-    assert metrics["eval_reward"]["last"] == evals[1]["eval_reward"]
-    assert metrics["eval_rewards/correct/mean"]["last"] == evals[1]["eval_rewards/correct/mean"]
+    assert metrics["eval_reward"]["last"] == evals[-1]["eval_reward"]
+    assert metrics["eval_rewards/correct/mean"]["last"] == evals[-1]["eval_rewards/correct/mean"]
 
-    # samples.jsonl: the held-out samples are the first 3 test prompts (never training prompts), 4 each per eval
+    # samples.jsonl: the held-out samples are the first 3 test prompts (never training prompts), one each per eval
     data = build_dataset(cfg.dataset)
     test = [_prompt_text(p) for p in data["test"]["prompt"][:3]]
     train = {_prompt_text(p) for p in data["train"]["prompt"]}
     held_out = [s for s in _rows(out / "samples.jsonl") if s["split"] == "test"]
-    assert sorted({s["step"] for s in held_out}) == [2, 4]
-    for step in (2, 4):
+    assert sorted({s["step"] for s in held_out}) == [0, 2, 4]
+    for step in (0, 2, 4):
         prompts = [s["prompt"] for s in held_out if s["step"] == step]
-        assert sorted(prompts) == sorted(test * 4)
+        assert sorted(prompts) == sorted(test)
     assert not set(test) & train
     assert set(held_out[0]["rewards"]) == set(MIX)
 
     log = (out / "log.txt").read_text()
-    assert "held-out eval at step 2/4 | reward" in log and "held-out eval at step 4/4 | reward" in log
+    assert all(f"held-out eval at step {n}/4 | reward" in log for n in (0, 2, 4))
     # rewards.png gains a fifth panel, the held-out reward (each panel is 5 inches at 100 dpi)
     from PIL import Image
 
     assert Image.open(out / "rewards.png").size[0] == 5 * 500
+
+
+def test_eval_off_needs_only_eval_strategy_no(tmp_path, embedded_model_dir):
+    # r1_zero evaluates on start by default; eval_strategy=no alone must turn all of it off (it used to crash in
+    # transformers: "evaluation requires an eval_dataset")
+    torch.set_num_threads(1)
+    run_stage(compose_cfg([*TINY, "stage.trainer.max_steps=1", "stage.trainer.eval_strategy=no", "tracking=none"],
+                          run_dir=tmp_path / "run"))
+    rows = _rows(tmp_path / "run" / "r1_zero" / "metrics.jsonl")
+    assert [r["step"] for r in rows if "reward" in r] == [1]
+    assert not any(k.startswith("eval_") for r in rows for k in r)
+
+
+def test_eval_prompts_takes_at_most_the_held_out_split():
+    # the default 32 on a dataset with 8 held-out rows evaluates those 8, in order; eval off: no eval split
+    cfg = compose_cfg([*TINY, "stage.eval_prompts=32"])
+    data = build_dataset(cfg.dataset)
+    assert eval_prompts(cfg, data)["prompt"] == data["test"]["prompt"] and len(data["test"]) == 8
+    assert eval_prompts(compose_cfg([*TINY, "stage.eval_prompts=3"]), data)["prompt"] == data["test"]["prompt"][:3]
+    assert eval_prompts(compose_cfg([*TINY, "stage.trainer.eval_strategy=no"]), data) is None
 
 
 def test_eval_line_reads_the_eval_keys():
@@ -105,12 +126,10 @@ def test_eval_logs_do_not_change_the_training_alerts():
 
 @pytest.mark.parametrize("extra, message", [
     # steps without a number of steps
-    (["stage.trainer.eval_strategy=steps"], r"stage\.trainer\.eval_steps: eval_strategy=steps needs"),
-    # prompts to evaluate, but no evaluation
-    (["stage.eval_prompts=3"], r"stage\.eval_prompts: 3 is set but stage\.trainer\.eval_strategy is 'no'"),
-    # more prompts than the held-out split has (TINY: dataset.test_size=8)
-    (["stage.trainer.eval_strategy=steps", "stage.trainer.eval_steps=2", "stage.eval_prompts=9"],
-     r"stage\.eval_prompts: 9 is more than the dataset's 8 held-out rows"),
+    (["stage.trainer.eval_strategy=steps", "stage.trainer.eval_steps=null"],
+     r"stage\.trainer\.eval_steps: eval_strategy=steps needs"),
+    # no prompts to evaluate
+    (["stage.eval_prompts=0"], r"stage\.eval_prompts: 0 must be an integer of at least 1"),
     # an eval batch of 8 completions cannot hold groups of 3
     (["stage.trainer.eval_strategy=steps", "stage.trainer.eval_steps=2", "stage.trainer.num_generations_eval=3"],
      r"stage\.trainer\.per_device_eval_batch_size: .* whole groups of num_generations_eval=3"),

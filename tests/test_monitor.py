@@ -14,15 +14,39 @@ from r1pipeline.errors import ConfigError
 from r1pipeline.monitor import AlertMonitor, SystemMetrics, TrainingAlerts, check_alerts_config, gpu_metrics
 
 DEFAULTS = dict(compose_cfg().alerts)
-# The default main job, `python -m r1pipeline tracking=none`, as measured (2026-11-23, metrics.jsonl): format 0 -> 0.88.
-MAIN_JOB = {"entropy": [0.7932, 0.6092, 0.5884, 0.3844, 0.3479, 0.3107, 0.4447, 0.3858, 0.4613, 0.4607, 0.4201, 0.32],
-            "reward": [0.125, 0.1094, 0.1562, 0.375, 0.7188, 0.2812, 0.5156, 0.7812, 0.6406, 0.4844, 0.7969, 1.375],
-            "frac_reward_zero_std": [1.0] + [0.0] * 11,
-            "completions/clipped_ratio": [0.5, 0.375, 0.5, 0.375, 0.375, 0.75, 0.875, 0.5, 0.375, 0.375, 0.0, 0.125],
-            "format_compliance": [0.0, 0.0, 0.0, 0.125, 0.375, 0.0, 0.125, 0.375, 0.25, 0.125, 0.375, 0.875]}
+# The default main job, `python -m r1pipeline` (R1-Zero on small_sums), as measured (2026-11-23, metrics.jsonl, its
+# training rows): format 0 -> 1.00, held-out format 0.09 -> 0.91, entropy 0.95 -> 0.22 (23% of its start), a quarter
+# to three quarters of the groups without signal from step 8 (format learnt, sums mostly wrong).
+MAIN_JOB = {"entropy": [0.9549, 0.8148, 0.8557, 0.5824, 0.631, 0.4466, 0.4002, 0.3301, 0.3637, 0.3601, 0.2397, 0.2164],
+            "reward": [0.0, 0.0625, 0.3125, 0.5, 0.4375, 0.9375, 1.125, 1.0, 1.0625, 0.9375, 0.9375, 1.0625],
+            "frac_reward_zero_std": [1.0, 0.75, 0.0, 0.0, 0.0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 0.75],
+            "completions/clipped_ratio": [0.1875, 0.25, 0.1875, 0.125, 0.0, 0.0, 0.125, 0.0, 0.0, 0.0625, 0.0625, 0.0],
+            "format_compliance": [0.0, 0.0625, 0.3125, 0.5, 0.4375, 0.875, 0.8125, 0.9375, 0.9375, 0.9375, 0.9375, 1.0]}
 
-# `python -m r1pipeline tracking=none stage.trainer.max_completion_length=32 stage.trainer.max_steps=6` as measured
-# (2026-11-23, metrics.jsonl): every completion is `<answer>` from step 5 on.
+# R1-Zero with open-r1's tag_count at lr 3e-5, 20 steps (`python -m r1pipeline +reward.tag_count.weight=0.5
+# stage.trainer.learning_rate=3e-5 stage.trainer.max_steps=20 stage.trainer.eval_strategy=no`, 2026-11-23): format
+# 1.00 from step 9, then every completion is "a + b + c = <a guess></think> <answer> ...": the four completions of a
+# prompt near-identical, entropy 0.99 -> 0.07, most groups without signal.
+TAG_COUNT_COLLAPSE = {
+    "entropy": [0.9859, 0.6761, 0.7445, 0.484, 0.8571, 0.7241, 0.3367, 0.2754, 0.2356, 0.193, 0.2021, 0.1654, 0.1469,
+                0.1716, 0.1379, 0.0813, 0.0699, 0.0828, 0.0849, 0.0765],
+    "reward": [0.1875, 0.9375, 0.625, 1.0312, 0.8203, 1.0234, 1.5938, 1.7969, 1.625, 1.5, 1.3125, 1.5, 1.625, 1.5625,
+               1.6875, 1.5, 1.75, 1.6875, 1.6875, 1.5625],
+    "frac_reward_zero_std": [0.0, 0.0, 0.25, 0.0, 0.0, 0.25, 0.0, 0.25, 0.75, 1.0, 0.5, 1.0, 0.5, 0.75, 0.75, 1.0, 1.0,
+                             0.75, 0.75, 0.75],
+    "completions/clipped_ratio": [0.3125, 0.1875, 0.0625, 0.0625, 0.25, 0.375] + [0.0] * 4 + [0.125] + [0.0] * 9,
+    "format_compliance": [0.0, 0.5, 0.25, 0.5625, 0.375, 0.5625, 0.8125, 0.9375, 1.0, 1.0, 0.875] + [1.0] * 9}
+
+# The former default (Countdown, tag_count, lr 5e-5, 8 completions, T=0.7) with 32-token completions, 6 steps, as
+# measured after the prefill fix (2026-11-23): every completion is cut at 32 tokens from step 2 on.
+CLIPPED_RUN = {"entropy": [0.3671, 0.2005, 0.1522, 0.193, 0.2437, 0.1777],
+               "reward": [0.25, 0.3438, 0.375, 0.3438, 0.3125, 0.375],
+               "frac_reward_zero_std": [0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+               "completions/clipped_ratio": [0.5, 1.0, 1.0, 1.0, 1.0, 1.0],
+               "format_compliance": [0.0] * 6}
+
+# The same 32-token run measured before the prefill fix (commit 9df842b: TRL opened a fresh assistant turn after the
+# "<think>" prefill): every completion was `<answer>` from step 5 on.
 COLLAPSE_RUN = {"entropy": [0.7145, 0.9319, 0.8347, 0.6088, 0.0766, 0.0112],
                 "reward": [0.125, 0.125, 0.125, 0.1875, 0.25, 0.25],
                 "frac_reward_zero_std": [1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
@@ -38,15 +62,20 @@ def series(**columns) -> list[dict]:
 
 ALERT_CASES = [
     # (what, thresholds changed from conf/config.yaml, logs at steps 1..n, alerts as (step, name))
-    ("the r1_zero collapse onto '<answer>' as measured (32-token completions, 6 steps): entropy 0.93 -> 0.011", {},
-     series(**COLLAPSE_RUN), [(6, "entropy_collapse")]),
+    ("R1-Zero with tag_count collapsing onto one guess per prompt: entropy 0.99 -> 0.07, then no signal", {},
+     series(**TAG_COUNT_COLLAPSE), [(16, "entropy_collapse"), (17, "zero_std_groups")]),
+    ("the same run at the former entropy threshold (0.25) warned at step 10, while still learning the format",
+     {"entropy_ratio": 0.25}, series(**TAG_COUNT_COLLAPSE), [(10, "entropy_collapse"), (17, "zero_std_groups")]),
+    ("32-token completions on Countdown: all cut off", {}, series(**CLIPPED_RUN), [(4, "clipped_high")]),
+    ("the collapse onto '<answer>' measured before the prefill fix (32-token completions, 6 steps): entropy 0.93 -> "
+     "0.011", {}, series(**COLLAPSE_RUN), [(6, "entropy_collapse")]),
     ("the same run with a 3-log reward_flat window: a mean of 0.125 three times by chance (std 0.09) looks flat",
      {"reward_flat_window": 3}, series(**COLLAPSE_RUN), [(3, "reward_flat"), (6, "entropy_collapse")]),
     ("every group alike for three logs in a row", {},
      series(frac_reward_zero_std=[0.0, 1.0, 1.0, 1.0]), [(4, "zero_std_groups")]),
     ("a reward flat for five logs", {},
      series(reward=[0.2, 0.125, 0.125, 0.125, 0.125, 0.125]), [(6, "reward_flat")]),
-    ("the default main job as measured: noisy reward rising, format 0 -> 0.88, entropy 0.79 -> 0.31 at its lowest",
+    ("the default main job as measured: reward rising, format 0 -> 1.00, entropy 0.95 -> 0.22 as the format locks in",
      {}, series(**MAIN_JOB), []),
     ("entropy sharpening to half its start is learning, not collapse", {},
      series(entropy=[0.08, 0.09, 0.07, 0.06, 0.05, 0.045, 0.045]), []),

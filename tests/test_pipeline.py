@@ -53,8 +53,8 @@ def test_pipeline_validates_once_then_runs_every_stage_and_ends_with_the_eval_ta
                          "pass@1 (k=2) free | maj@2 strict | maj@2 free |")
     assert [line.split("|")[1].strip() for line in scores[2:]] == ["base", "r1_zero", "sft1", "reasoning_rl", "sft2"]
     metrics = _manifest(run_dir, "eval")["metrics"]
-    assert all(0 <= m["countdown"][k] <= 1 for m in metrics.values() for k in ("greedy/strict", "maj@k/free"))
-    assert all(math.isfinite(m["countdown"]["mean_length"]) for m in metrics.values())
+    assert all(0 <= m["small_sums"][k] <= 1 for m in metrics.values() for k in ("greedy/strict", "maj@k/free"))
+    assert all(math.isfinite(m["small_sums"]["mean_length"]) for m in metrics.values())
     for name in ("results.csv", "stages.png", "curves.png"):
         assert (run_dir / "eval" / name).is_file(), name
     rs = _manifest(run_dir, "rejection_sampling")["metrics"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import compose_cfg, reload_in_fresh_process
-from hub_copies import write_local_copy
+from hub_copies import write_local_copy, write_stratos_copy
 from r1pipeline.cli import run_stage
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "experiment"
@@ -44,16 +44,6 @@ def evaluating(prefix: str) -> list[str]:
     return [f"{prefix}num_prompts=2", f"{prefix}k=1", f"{prefix}generation.max_new_tokens=8"]
 
 
-def stratos_copy(tmp_path) -> Path:
-    """Two rows in Bespoke-Stratos-17k's schema (system, conversations with from/value)."""
-    rows = [{"system": "Think first.", "conversations": [
-        {"from": "user", "value": f"What is {a} + {a}?"},
-        {"from": "assistant", "value": f"<|begin_of_thought|>\n{a} plus {a} is {2 * a}.\n<|end_of_thought|>\n\n"
-                                       f"<|begin_of_solution|>\n\\boxed{{{2 * a}}}\n<|end_of_solution|>"}]}
-        for a in (2, 3)]
-    path = tmp_path / "stratos.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def overrides(name: str, tmp_path) -> list[str]:
@@ -68,7 +58,7 @@ def overrides(name: str, tmp_path) -> list[str]:
         return [local("countdown_tasks_3to4"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
     if name == "r1_step_by_step":
         return [local("numina_math_tir"), *grpo("stage.r1_zero."), "stage.cold_start.load.source=local",
-                f"stage.cold_start.load.path={stratos_copy(tmp_path)}", *sft("stage.sft1."),
+                f"stage.cold_start.load.path={write_stratos_copy(tmp_path / 'stratos.jsonl')}", *sft("stage.sft1."),
                 *evaluating("stage.eval.")]
     if name == "r1_full":
         return [local("numina_math_tir"), *grpo("stage.r1_zero."), *generating("stage.cold_start."),
@@ -113,7 +103,7 @@ def test_single_rl_presets_run_one_step(name, tmp_path, embedded_model_dir):
     assert grpo_manifest["status"] == "complete"
     rewards = set(json.loads((run_dir / "r1_zero" / "summary.json").read_text())["reward_errors"])  # the built mix
     expected = {"r1_zero_tutorial": {"accuracy", "format", "reasoning_steps", "cosine", "repetition_penalty"},
-                "grpo_gsm8k": {"format", "tag_count", "correct"},
+                "grpo_gsm8k": {"format", "correct"},
                 "mini_r1_countdown": {"format", "countdown"}}[name]
     assert rewards == expected, rewards
     if name == "mini_r1_countdown":  # LoRA: the adapter beside the merged model
@@ -121,7 +111,7 @@ def test_single_rl_presets_run_one_step(name, tmp_path, embedded_model_dir):
     if name != "r1_zero_tutorial":  # its eval scored base and the trained model on held-out prompts
         assert set(manifest(run_dir, "eval")["metrics"]) == {"base", "r1_zero"}
     if name == "grpo_gsm8k":  # and r1_zero scored held-out prompts as it trained
-        assert grpo_manifest["metrics"]["eval_at_steps"] == [1]
+        assert grpo_manifest["metrics"]["eval_at_steps"] == [0, 1]  # before training and at its one step
         assert "eval_rewards/correct/mean" in grpo_manifest["metrics"]
     assert reload_in_fresh_process(grpo_manifest["outputs"]["model"])["new_tokens"] > 0
 

@@ -97,7 +97,7 @@ def test_a_generating_stage_samples_on_the_decided_device(cuda_reported, monkeyp
     cuda0 = torch.device("cuda", 0)
     # the model once, then one greedy batch (2 prompts) and two sampled batches (2 prompts x 2)
     assert moved == [("model", cuda0), ("inputs", cuda0), ("inputs", cuda0), ("inputs", cuda0)]
-    passes = summary["generation"]["base"]["countdown"]
+    passes = summary["generation"]["base"]["small_sums"]
     for name, batches, sequences in (("greedy", 1, 2), ("sampled", 2, 4)):
         assert passes[name]["per_process"] == [
             {"process": 0, "device": "cuda:0", "batches": batches, "restored_batches": 0, "sequences": sequences,

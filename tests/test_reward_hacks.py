@@ -84,7 +84,7 @@ def test_no_default_mix_pays_for_a_hack(tmp_path, name, stage):
 def test_the_old_reasoning_rl_mix_on_countdown_is_caught():
     """reasoning_rl used `accuracy` against Countdown's reference expression: value equality, so the target (which
     the prompt gives away) scored 1.0. The audit names it, and the tags-only and length-scaled rewards besides."""
-    cfg = compose_cfg(["dataset.train_size=8", "dataset.test_size=4"])
+    cfg = compose_cfg(["dataset=countdown", "dataset.train_size=8", "dataset.test_size=4"])
     rows = [build_dataset(cfg.dataset)["train"][i] for i in range(4)]
     mix = {"accuracy": {"reference_column": "answer"}, "format": {}, "language_consistency": {},
            "countdown": {}, "cosine": {"max_len": 100}}
@@ -141,14 +141,16 @@ def no_model(monkeypatch):
 AUDIT_CASES = [
     # (overrides, expected log lines (level, start of the message))
     # the default mix: nothing pays
-    ([], [("INFO", "reward audit: 51 hack completions on 4 rows in")]),
+    ([], [("INFO", "reward audit: 36 hack completions on 4 rows in")]),  # small_sums: fewer numbers to copy
     # open-r1's shaping on Countdown: accuracy and cosine pay for the target restated
-    (["reward=tutorial5"], [("WARNING", "reward audit: reward 'accuracy' pays for prompt_number (an answer copied "
-                                        "from a number in the prompt: 4/4 rows, 1 vs 0 for the control)"),
-                            ("WARNING", "reward audit: reward 'cosine' pays for prompt_number"),
-                            ("INFO", "reward audit: 51 hack completions on 4 rows in")]),
+    (["dataset=countdown", "reward=tutorial5"],
+     [("WARNING", "reward audit: reward 'accuracy' pays for prompt_number (an answer copied "
+                  "from a number in the prompt: 4/4 rows, 1 vs 0 for the control)"),
+      ("WARNING", "reward audit: reward 'cosine' pays for prompt_number"),
+      ("INFO", "reward audit: 51 hack completions on 4 rows in")]),
     # switched off in the reward group
-    (["reward=tutorial5", "reward.audit=false"], [("INFO", "reward audit: skipped (reward.audit=false)")]),
+    (["dataset=countdown", "reward=tutorial5", "reward.audit=false"],
+     [("INFO", "reward audit: skipped (reward.audit=false)")]),
     # switched off in a stage's own mix
     (["stage=reasoning_rl", "stage.inputs.model=base", "stage.rewards.audit=false"],
      [("INFO", "reward audit: skipped (stage.rewards.audit=false)")]),

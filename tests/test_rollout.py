@@ -146,7 +146,7 @@ def test_static_engine_compiles_and_buckets_trl_generation_only(tiny_cfg, tmp_pa
     from r1pipeline.models import load_model, load_tokenizer
     from r1pipeline.rollout import rollout_trainer_cls
 
-    cfg = tiny_cfg("rollout=static", "hardware.bf16=false")
+    cfg = tiny_cfg("rollout=static", "hardware.bf16=false", "stage.trainer.eval_strategy=no")  # no eval_dataset here
     args = grpo_args(cfg, tmp_path, [1.0])
     assert args.cache_implementation == "static" and args.pad_to_multiple_of is None  # training forward unpadded
     path = str(embedded_model_dir)

@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_cfg
+from hub_copies import write_stratos_copy
 from r1pipeline.rejection_filter import RejectionFilter, longest_paragraph
 from r1pipeline.errors import ConfigError
 from r1pipeline.rewards import register
@@ -120,21 +121,9 @@ def test_batched_generation_returns_k_samples_per_prompt(embedded_model_dir):
 
 # ---------------------------------------------------------------- stages alone
 
-def _stratos_file(tmp_path) -> Path:
-    """Two rows in Bespoke-Stratos-17k's schema."""
-    rows = [{"system": "Think first.", "conversations": [
-        {"from": "user", "value": f"What is {a} + {a}?"},
-        {"from": "assistant", "value": f"<|begin_of_thought|>\n{a} plus {a} is {2 * a}.\n<|end_of_thought|>\n\n"
-                                       f"<|begin_of_solution|>\n\\boxed{{{2 * a}}}\n<|end_of_solution|>"}]}
-        for a in (2, 3)]
-    path = tmp_path / "stratos.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def _cold_start_from_file(tmp_path, run_dir):
     cfg = compose_cfg(["model=tiny_random", "stage=cold_start", "stage.methods=[load]", "stage.load.source=local",
-                       f"stage.load.path={_stratos_file(tmp_path)}"], run_dir=run_dir)
+                       f"stage.load.path={write_stratos_copy(tmp_path / 'stratos.jsonl')}"], run_dir=run_dir)
     return run_stage(cfg)
 
 
@@ -148,7 +137,7 @@ def test_cold_start_loads_a_bespoke_stratos_copy(tmp_path):
 
 
 def test_cold_start_samples_verifies_and_rewrites(tmp_path, embedded_model_dir):
-    cfg = compose_cfg(["model=tiny_random", "stage=cold_start", "stage.methods=[few_shot,direct]",
+    cfg = compose_cfg(["model=tiny_random", "dataset=countdown", "stage=cold_start", "stage.methods=[few_shot,direct]",
                        "stage.verify=[test_always]", "stage.num_prompts=2", "stage.samples_per_prompt=2",
                        "stage.generation.max_new_tokens=8", "dataset.train_size=8", "dataset.test_size=4"],
                       run_dir=tmp_path / "run")

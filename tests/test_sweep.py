@@ -26,7 +26,7 @@ def test_reward_mix_sweep_with_a_failing_job_writes_the_summary_table(tmp_path, 
     # other three still run; the two batch-4 jobs train. A second sweep starts at the same moment.
     tiny = [o for o in TINY if "per_device_train_batch_size" not in o]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    main = _sweep(tmp_path / "a", "stage=r1_zero", "reward=countdown,r1_zero",
+    main = _sweep(tmp_path / "a", "stage=r1_zero", "dataset=countdown", "reward=countdown,r1_zero",
                   "stage.trainer.per_device_train_batch_size=6,4", *tiny)
     other = _sweep(tmp_path / "b", "stage=r1_zero", *TINY, "stage.trainer.num_generations=1")
     out_other, _ = other.communicate(timeout=600)
@@ -56,7 +56,8 @@ def test_reward_mix_sweep_with_a_failing_job_writes_the_summary_table(tmp_path, 
         else:
             assert "divisible by num_generations=4" in row["error"] and row["reward"] == ""
     by_mix = {r["overrides"].split()[0]: r for r in rows if r["status"] == "complete"}
-    assert by_mix["reward=r1_zero"]["reward/tag_count"] != "" and by_mix["reward=countdown"]["reward/tag_count"] == ""
+    # each mix fills its own reward columns only: r1_zero's verifier is `correct`, TinyZero's is `countdown`
+    assert by_mix["reward=r1_zero"]["reward/countdown"] == "" and by_mix["reward=countdown"]["reward/correct"] == ""
 
     md = (sweep_dir / "summary.md").read_text()
     assert md in out  # printed as well

@@ -70,7 +70,7 @@ def test_every_stage_completes_with_each_process_sampling_its_share(two_process_
     test_rows = build_dataset(compose_cfg(SHARED).dataset)["test"].select(range(3))
     answers = [r["answer"] for r in test_rows]
     for model in ("base", "r1_zero", "sft1", "reasoning_rl", "sft2"):
-        passes = ev["generation"][model]["countdown"]
+        passes = ev["generation"][model]["small_sums"]
         # greedy: 3 prompts x 1 = 2 batches of 2 and 1, one per process
         assert _shares(passes["greedy"]["per_process"]) == [(0, 2, "cpu"), (1, 1, "cpu")], model
         # sampled: 3 prompts x 2 samples = 3 batches of 2: two for process 0, one for process 1

@@ -15,6 +15,7 @@ then the trainer (model, rewards, callbacks) and train -> save (r1pipeline/train
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -72,24 +73,17 @@ def evaluating(cfg) -> bool:
 
 def check_eval(cfg) -> None:
     """Held-out evaluation during training: `stage.trainer.eval_strategy` (no | steps | epoch, a GRPOConfig field:
-    its type is checked with the others), `eval_steps` for steps, `stage.eval_prompts` within the dataset's held-out
-    rows and only with eval on, and an eval batch of whole groups (TRL's GRPOConfig would refuse it after the data
-    loaded)."""
+    its type is checked with the others), `eval_steps` for steps, `stage.eval_prompts` a positive count (at most
+    that many held-out rows are used, so the default 32 also fits a small test split), and an eval batch of whole
+    groups (TRL's GRPOConfig would refuse it after the data loaded)."""
     t, n = cfg.stage.trainer, cfg.stage.get("eval_prompts")
     if not evaluating(cfg):
-        if n is not None:
-            raise ConfigError(f"stage.eval_prompts: {n} is set but stage.trainer.eval_strategy is 'no', so nothing is "
-                              f"evaluated; add stage.trainer.eval_strategy=steps stage.trainer.eval_steps=<N>, or set "
-                              f"stage.eval_prompts=null")
-        return
+        return  # eval_prompts has a default (r1_zero: 32); with eval off it is simply unused
     if t.get("eval_strategy") == "steps" and not t.get("eval_steps"):
         raise ConfigError("stage.trainer.eval_steps: eval_strategy=steps needs the number of training steps between "
                           "two held-out evaluations; set stage.trainer.eval_steps=<N>, e.g. 50")
     if n is not None:
         number(n, "stage.eval_prompts", low=1, integer=True, example=100)
-        if n > cfg.dataset.test_size:
-            raise ConfigError(f"stage.eval_prompts: {n} is more than the dataset's {cfg.dataset.test_size} held-out "
-                              f"rows; raise dataset.test_size to {n} or lower stage.eval_prompts (null: all of them)")
     g = t.get("num_generations_eval") or t.get("num_generations", 8)
     batch = t.get("per_device_eval_batch_size", 8) * cfg.hardware.num_processes
     if batch % g:
@@ -113,7 +107,12 @@ def grpo_args(cfg, out: Path, reward_weights: list[float]):
     from trl import GRPOConfig
 
     # The rollout engine's fields first, so that stage.trainer can still override any of them.
-    return GRPOConfig(reward_weights=reward_weights, **{**grpo_rollout_args(cfg.rollout), **common_args(cfg, out)})
+    kwargs = {**grpo_rollout_args(cfg.rollout), **common_args(cfg, out)}
+    if not evaluating(cfg):
+        # r1_zero's default eval_on_start would make transformers evaluate with no eval_dataset ("evaluation requires
+        # an eval_dataset") when a run turns evaluation off with eval_strategy=no alone.
+        kwargs["eval_on_start"] = False
+    return GRPOConfig(reward_weights=reward_weights, **kwargs)
 
 
 HEADLINE = ("reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
@@ -176,8 +175,14 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=N
              model.num_parameters() / 1e6, len(data["train"]), {f.name: w for f, w in zip(funcs, weights)}, cfg.rollout.name)
     held_out = data.get("eval")
     if held_out is not None:
-        log.info("held-out eval every %s steps (%s): %d test prompts x %d completions", args.eval_steps,
-                 args.eval_strategy.value, len(held_out), args.num_generations_eval or args.num_generations)
+        every = args.eval_steps
+        if every and every < 1 and args.max_steps > 0:  # a share of the run, as transformers resolves it
+            every = f"{math.ceil(args.max_steps * every)} steps ({every} of {args.max_steps})"
+        else:
+            every = f"{every} steps" if args.eval_strategy.value == "steps" else "epoch"
+        log.info("held-out eval every %s%s: %d test prompts x %d completions", every,
+                 " and before training" if args.eval_on_start else "", len(held_out),
+                 args.num_generations_eval or args.num_generations)
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
                                     args=args, train_dataset=data["train"], eval_dataset=held_out,
                                     peft_config=peft_config(cfg.model), rollout=cfg.rollout)
