@@ -4,6 +4,7 @@ continues from the newest complete checkpoint, its per-step logs rewound to that
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -57,6 +58,9 @@ def train_and_save(trainer, tok, cfg, out: Path, plot_name: str, base: tuple[str
     With LoRA the trainer saves the adapter to `out/adapter`, and `out/model` receives the base (`base`: path and
     random_init; `load_base`: how it loads, models.merge_adapter's `load`) with the adapter merged in, so the next
     stage loads a plain model, like after full fine-tuning."""
+    # TRL 1.16 reads model.is_gradient_checkpointing around every generation, which transformers 5.23 deprecates:
+    # one FutureWarning per held-out evaluation in the console, nothing a user can act on.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     resume = resume_point(cfg, out)
     if resume and getattr(trainer.args, "eval_on_start", False):
         # transformers evaluates "on start" on every train() call, a resumed one too: that would log a second

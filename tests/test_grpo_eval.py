@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,11 @@ def _rows(path):
 def test_grpo_evaluates_held_out_prompts_every_eval_steps(tmp_path, embedded_model_dir):
     torch.set_num_threads(1)
     cfg = compose_cfg([*TINY, *EVAL], run_dir=tmp_path / "run")
-    summary = run_stage(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_stage(cfg)
+    # TRL's generation reads a property transformers deprecates: silenced, it used to print at every evaluation
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
     out = tmp_path / "run" / "r1_zero"
     rows = _rows(out / "metrics.jsonl")
     evals = [r for r in rows if "eval_reward" in r]
@@ -68,6 +73,11 @@ def test_grpo_evaluates_held_out_prompts_every_eval_steps(tmp_path, embedded_mod
 
     log = (out / "log.txt").read_text()
     assert all(f"held-out eval at step {n}/4 | reward" in log for n in (0, 2, 4))
+    # the stage's closing line: the held-out curve from its first to its last evaluation
+    first, last = evals[0], evals[-1]
+    assert (f"held-out (3 test prompts, steps 0 -> 4): reward {first['eval_reward']:.3f} -> {last['eval_reward']:.3f} | "
+            f"correct {first['eval_rewards/correct/mean']:.2f} -> {last['eval_rewards/correct/mean']:.2f} | "
+            f"format {first['eval_rewards/format/mean']:.2f} -> {last['eval_rewards/format/mean']:.2f}") in log
     # rewards.png gains a fifth panel, the held-out reward (each panel is 5 inches at 100 dpi)
     from PIL import Image
 

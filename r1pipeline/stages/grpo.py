@@ -193,9 +193,23 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=N
                          cb.ReadableProgress(), *tracking_callbacks(cfg, out, trainer.is_world_process_zero())])
     outputs = train_and_save(trainer, tok, cfg, out, "rewards.png", (model_path, random_init))
     peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+    metrics = summarize(out / "metrics.jsonl")
+    if held_out is not None and metrics.get("eval_at_steps"):
+        log.info("%s", held_out_line(metrics, len(held_out)))
     return {"outputs": outputs, "steps": trainer.state.global_step, "peak_gpu_mem_gb": peak,
-            "wall_s": round(time.time() - t0, 1), "metrics": summarize(out / "metrics.jsonl"),
+            "wall_s": round(time.time() - t0, 1), "metrics": metrics,
             "reward_errors": {f.name: f.errors for f in funcs}, **monitor.report()}
+
+
+def held_out_line(metrics: dict, prompts: int) -> str:
+    """The stage's last log line on its held-out curve, first -> last evaluation: what the run bought, in one line."""
+    steps = metrics["eval_at_steps"]
+    names = sorted(k[len("eval_rewards/"):-len("/mean")] for k in metrics
+                   if k.startswith("eval_rewards/") and k.endswith("/mean"))
+    parts = [f"{n} {metrics[f'eval_rewards/{n}/mean']['first']:.2f} -> {metrics[f'eval_rewards/{n}/mean']['last']:.2f}"
+             for n in names if metrics[f"eval_rewards/{n}/mean"].get("first") is not None]
+    return (f"held-out ({prompts} test prompts, steps {steps[0]} -> {steps[-1]}): reward "
+            f"{metrics['eval_reward']['first']:.3f} -> {metrics['eval_reward']['last']:.3f} | " + " | ".join(parts))
 
 
 def audit_rewards(cfg, train) -> dict | None:
