@@ -130,15 +130,19 @@ def _prompt_text(prompt) -> str:
     return last_user_text(prompt) + (f"\n[assistant prefill] {prefill}" if prefill else "")
 
 
+def _reward_parts(logs: dict, prefix: str) -> list[str]:
+    """`reward mean±std` and each reward's mean, from TRL's `<prefix>reward`, `<prefix>rewards/<name>/mean` keys."""
+    if f"{prefix}reward" not in logs:
+        return []
+    parts = [f"reward {logs[f'{prefix}reward']:.3f}±{logs.get(f'{prefix}reward_std') or 0.0:.2f}"]
+    per = [f"{k.split('/')[1]} {v:.2f}" for k, v in logs.items()
+           if k.startswith(f"{prefix}rewards/") and k.endswith("/mean") and v is not None]
+    return parts + ([" ".join(per)] if per else [])
+
+
 def format_step_line(logs: dict, step: int, max_steps: int) -> str:
     """One readable line per logging step from TRL's GRPO/SFT log keys."""
-    parts = [f"step {step}/{max_steps}"]
-    if "reward" in logs:
-        parts.append(f"reward {logs['reward']:.3f}±{logs.get('reward_std', 0.0):.2f}")
-        per = [f"{k.split('/')[1]} {v:.2f}" for k, v in logs.items()
-               if k.startswith("rewards/") and k.endswith("/mean") and v is not None]
-        if per:
-            parts.append(" ".join(per))
+    parts = [f"step {step}/{max_steps}", *_reward_parts(logs, "")]
     if "loss" in logs:
         parts.append(f"loss {logs['loss']:.4f}")
     if "mean_token_accuracy" in logs:
@@ -166,13 +170,7 @@ def format_step_line(logs: dict, step: int, max_steps: int) -> str:
 
 def format_eval_line(logs: dict, step: int, max_steps: int) -> str:
     """One readable line for a held-out evaluation log (TRL's GRPO eval keys, `eval_` + the training key)."""
-    parts = [f"held-out eval at step {step}/{max_steps}"]
-    if "eval_reward" in logs:
-        parts.append(f"reward {logs['eval_reward']:.3f}±{logs.get('eval_reward_std') or 0.0:.2f}")
-        per = [f"{k.split('/')[1]} {v:.2f}" for k, v in logs.items()
-               if k.startswith("eval_rewards/") and k.endswith("/mean") and v is not None]
-        if per:
-            parts.append(" ".join(per))
+    parts = [f"held-out eval at step {step}/{max_steps}", *_reward_parts(logs, "eval_")]
     if "eval_completions/mean_length" in logs:
         parts.append(f"len {logs['eval_completions/mean_length']:.0f}")
     if "eval_format_compliance" in logs:
