@@ -138,7 +138,8 @@ def plot_stages(rows: list[dict], rl_metrics: dict[str, Path], out_png: Path, ti
 
     key = "greedy" if any("greedy/strict" in r for r in rows) else "pass@1"
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    curves = {s: [r for r in read_metrics(p) if "train_runtime" not in r] for s, p in rl_metrics.items()}
+    # training rows only: not the trainer's closing summary, nor the held-out evaluation rows (eval_* keys)
+    curves = {s: [r for r in read_metrics(p) if "reward" in r] for s, p in rl_metrics.items()}
     curves = {s: c for s, c in curves.items() if c}
     fig, axes = plt.subplots(1, len(datasets) + len(curves), figsize=(5 * (len(datasets) + len(curves)), 3.8),
                              squeeze=False)
@@ -155,7 +156,8 @@ def plot_stages(rows: list[dict], rl_metrics: dict[str, Path], out_png: Path, ti
         ax.set_xlabel("step")
         ax.set_title(f"{stage}: reward per step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     return _save(fig, title, out_png)
 
 
