@@ -94,7 +94,7 @@ def check_eval(cfg) -> None:
 
 def eval_prompts(cfg, data):
     """The held-out prompts evaluated during training: the first `stage.eval_prompts` rows of the dataset's test split
-    (null: all), which no training row shares (r1pipeline/data); None when the stage does not evaluate. Every dataset
+    (at most all of it; null: all), which no training row shares (r1pipeline/data); None when the stage does not evaluate. Every dataset
     has that split (its own, one carved out of train, or other seeds); a named `dataset.test_split` that is missing
     or empty already fails when the data loads, before the model."""
     if not evaluating(cfg):
@@ -175,12 +175,7 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=N
              model.num_parameters() / 1e6, len(data["train"]), {f.name: w for f, w in zip(funcs, weights)}, cfg.rollout.name)
     held_out = data.get("eval")
     if held_out is not None:
-        every = args.eval_steps
-        if every and every < 1 and args.max_steps > 0:  # a share of the run, as transformers resolves it
-            every = f"{math.ceil(args.max_steps * every)} steps ({every} of {args.max_steps})"
-        else:
-            every = f"{every} steps" if args.eval_strategy.value == "steps" else "epoch"
-        log.info("held-out eval every %s%s: %d test prompts x %d completions", every,
+        log.info("held-out eval every %s%s: %d test prompts x %d completions", eval_schedule(args),
                  " and before training" if args.eval_on_start else "", len(held_out),
                  args.num_generations_eval or args.num_generations)
     trainer = rollout_trainer_cls()(model=model, processing_class=tok, reward_funcs=funcs,
@@ -201,15 +196,24 @@ def run_grpo(cfg, out: Path, data, model_path: str, random_init: bool, rewards=N
             "reward_errors": {f.name: f.errors for f in funcs}, **monitor.report()}
 
 
+def eval_schedule(args) -> str:
+    """When held-out evaluation runs, in words: `eval_steps` < 1 is a share of the run, as transformers resolves it."""
+    every = args.eval_steps
+    if args.eval_strategy.value != "steps":
+        return "epoch"
+    if every < 1:
+        return (f"{math.ceil(args.max_steps * every)} steps ({every} of {args.max_steps})" if args.max_steps > 0
+                else f"{every} of the run's steps")
+    return f"{every:g} steps"
+
+
 def held_out_line(metrics: dict, prompts: int) -> str:
     """The stage's last log line on its held-out curve, first -> last evaluation: what the run bought, in one line."""
     steps = metrics["eval_at_steps"]
-    names = sorted(k[len("eval_rewards/"):-len("/mean")] for k in metrics
-                   if k.startswith("eval_rewards/") and k.endswith("/mean"))
-    parts = [f"{n} {metrics[f'eval_rewards/{n}/mean']['first']:.2f} -> {metrics[f'eval_rewards/{n}/mean']['last']:.2f}"
-             for n in names if metrics[f"eval_rewards/{n}/mean"].get("first") is not None]
+    per_reward = [f"{k[len('eval_rewards/'):-len('/mean')]} {v['first']:.2f} -> {v['last']:.2f}"
+                  for k, v in sorted(metrics.items()) if k.startswith("eval_rewards/") and k.endswith("/mean")]
     return (f"held-out ({prompts} test prompts, steps {steps[0]} -> {steps[-1]}): reward "
-            f"{metrics['eval_reward']['first']:.3f} -> {metrics['eval_reward']['last']:.3f} | " + " | ".join(parts))
+            f"{metrics['eval_reward']['first']:.3f} -> {metrics['eval_reward']['last']:.3f} | " + " | ".join(per_reward))
 
 
 def audit_rewards(cfg, train) -> dict | None:
