@@ -75,10 +75,12 @@ def test_bad_dataset_source_and_path_name_the_field():
 
 def test_max_prompt_tokens_drops_the_longer_prompts_from_train_and_test(embedded_model_dir, caplog):
     from r1pipeline.data import prompt_tokens
+    from r1pipeline.models import load_tokenizer, resolve_model_path
 
     cfg, full = _countdown()  # Countdown prompts are 24x tokens with the embedded tokenizer: a limit inside that range
     path = cfg.model.path
-    lengths = {split: prompt_tokens(full[split]["prompt"], path) for split in ("train", "test")}
+    tok = load_tokenizer(resolve_model_path(path))
+    lengths = {split: prompt_tokens(full[split]["prompt"], tok) for split in ("train", "test")}
     limit = sorted(lengths["train"])[len(lengths["train"]) // 2]
     caplog.set_level("INFO", logger="r1pipeline.data")
     cut = build_dataset(compose_cfg(["dataset=countdown", "dataset.train_size=40", "dataset.test_size=10",
@@ -90,7 +92,6 @@ def test_max_prompt_tokens_drops_the_longer_prompts_from_train_and_test(embedded
     assert 0 < dropped < 40
     assert f"dataset.max_prompt_tokens={limit}: dropped {dropped} of 40 train prompts" in caplog.text
     # the count is of what the model is given: the chat template, and the prefill left open to continue
-    from r1pipeline.models import load_tokenizer
     from r1pipeline.rollout import chat_prompt_ids
 
     tok = load_tokenizer(str(embedded_model_dir))

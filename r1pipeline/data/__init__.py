@@ -210,13 +210,11 @@ def draw_prompts(train: Dataset, n: int, seed: int, stage: str) -> Dataset:
     return train.shuffle(seed=seed * 100_003 + salt).select(range(min(n, len(train))))
 
 
-def prompt_tokens(prompts: list, tokenizer_from: str) -> list[int]:
+def prompt_tokens(prompts: list, tok) -> list[int]:
     """How many tokens each conversational prompt is for the model: its chat template with the generation prompt or
-    the open prefill (rollout.chat_prompt_ids), with the tokenizer of `tokenizer_from` (a model.path)."""
-    from r1pipeline.models import load_tokenizer, resolve_model_path
+    the open prefill (rollout.chat_prompt_ids), with the model's tokenizer `tok`."""
     from r1pipeline.rollout import chat_prompt_ids
 
-    tok = load_tokenizer(resolve_model_path(tokenizer_from))
     return [len(chat_prompt_ids(tok, p)) for p in prompts]
 
 
@@ -224,9 +222,11 @@ def drop_long_prompts(data: DatasetDict, limit: int, tokenizer_from: str) -> Dat
     """Drop the rows whose prompt is over `limit` tokens (`dataset.max_prompt_tokens`) from train and test, with
     the count logged. Dropped rather than cut: a prompt cut short loses its question (GRPO trainers that had
     max_prompt_length kept its end). A split left with nothing is a ConfigError naming the field."""
-    out = {}
+    from r1pipeline.models import load_tokenizer, resolve_model_path
+
+    tok, out = load_tokenizer(resolve_model_path(tokenizer_from)), {}  # loaded once for every split
     for split, ds in data.items():
-        lengths = prompt_tokens(ds["prompt"], tokenizer_from)
+        lengths = prompt_tokens(ds["prompt"], tok)
         keep = [i for i, n in enumerate(lengths) if n <= limit]
         if lengths and not keep:
             raise ConfigError(f"dataset.max_prompt_tokens: every one of the {len(lengths)} {split} prompts is over "
