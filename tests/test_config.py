@@ -62,6 +62,26 @@ def test_defaults_are_the_r1_zero_cpu_run():
     validate(cfg)
 
 
+@pytest.mark.parametrize("stage,key", [("r1_zero", "stage"), ("reasoning_rl", "stage"), ("align", "stage"),
+                                       ("pipeline", "stage.r1_zero"), ("pipeline", "stage.reasoning_rl")])
+def test_cpu_sizes_live_with_the_cpu_profile_and_gpus_get_the_stage_groups_real_scale(stage, key):
+    """The CPU main job's sizes (conf/shape/*_cpu.yaml) apply on the CPU profiles only: a GPU profile composes the
+    stage group's R1-scale values, so nothing a GPU run builds on is CPU-sized."""
+    from omegaconf import OmegaConf
+
+    def trainer(hardware):
+        return OmegaConf.select(compose_cfg([f"stage={stage}", f"hardware={hardware}"]), key).trainer
+
+    for hardware in ("cpu", "cpu_accelerate"):
+        cpu = trainer(hardware)
+        assert (cpu.num_generations, cpu.per_device_train_batch_size, cpu.beta) == (4, 16, 0.0), hardware
+        assert cpu.max_completion_length == (48 if key.endswith("r1_zero") or stage == "r1_zero" else 128)
+    for hardware in ("1xgpu", "2x4090", "8xh100"):
+        gpu = trainer(hardware)
+        assert (gpu.num_generations, gpu.max_completion_length, gpu.learning_rate, gpu.beta, gpu.temperature,
+                gpu.loss_type) == (16, 1024, 3e-6, 0.001, 1.0, "grpo"), hardware
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
@@ -72,6 +92,16 @@ def test_defaults_are_the_r1_zero_cpu_run():
         # generation batch not divisible by the group size
         (["stage.trainer.per_device_train_batch_size=6", "stage.trainer.num_generations=4"],
          r"per_device_train_batch_size: .*divisible by num_generations=4"),
+        # a generation batch (TRL's generation_batch_size) that does not hold whole groups, or not whole global batches
+        (["stage.trainer.per_device_train_batch_size=4", "+stage.trainer.generation_batch_size=6"],
+         r"generation_batch_size: 6 must be a multiple of the global batch \(4 per device x 1 processes = 4\); set it to 8"),
+        (["stage.trainer.per_device_train_batch_size=6", "+stage.trainer.generation_batch_size=18"],
+         r"per_device_train_batch_size: the generation batch \(generation_batch_size=18\) must be divisible by "
+         r"num_generations=4"),
+        (["+stage.trainer.generation_batch_size=32", "+stage.trainer.steps_per_generation=2"],
+         r"generation_batch_size: set it or steps_per_generation, not both"),
+        # no completions per device: before the model loads, not a torch error after it
+        (["stage.trainer.per_device_train_batch_size=0"], r"^stage\.trainer\.per_device_train_batch_size: 0 must be"),
         # a group of one gives no advantage
         (["stage.trainer.num_generations=1", "stage.trainer.per_device_train_batch_size=1"],
          r"num_generations: 1 is too small"),
@@ -101,6 +131,25 @@ def test_bad_config_is_rejected_with_the_field_and_fix(overrides, message):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match=message):
         validate(compose_cfg(overrides))
+
+
+@pytest.mark.parametrize("per_device,generation_batch,accumulation", [
+    (12, 24, 1),   # seed 002's L40S command for the 3B model: per-device 12, generation batch 24, groups of 8
+    (16, 32, 1),   # its 0.5B command: per-device 16, generation batch 32
+    (8, None, 2),  # its conservative command: gradient accumulation 2 (generation batch 8 x 1 x 2 = 16)
+])
+def test_batch_shapes_a_seed_ran_and_trl_accepts_validate(per_device, generation_batch, accumulation):
+    """The batch check follows TRL's own rule: each shape a seed ran is accepted here and by trl.GRPOConfig."""
+    from trl import GRPOConfig
+
+    extra = [] if generation_batch is None else [f"+stage.trainer.generation_batch_size={generation_batch}"]
+    cfg = compose_cfg(["stage.trainer.num_generations=8", f"stage.trainer.per_device_train_batch_size={per_device}",
+                       f"stage.trainer.gradient_accumulation_steps={accumulation}", *extra])
+    validate(cfg)  # one process here, as the seed's single L40S
+    args = GRPOConfig(output_dir="unused", num_generations=8, per_device_train_batch_size=per_device,
+                      gradient_accumulation_steps=accumulation, generation_batch_size=generation_batch,
+                      use_cpu=True)
+    assert args.generation_batch_size % 8 == 0
 
 
 def test_unknown_group_option_and_unknown_key_fail_at_composition():

@@ -51,19 +51,42 @@ def check(cfg) -> None:
     if g is None or g < 2:
         raise ConfigError(f"stage.trainer.num_generations: {g} is too small; GRPO needs groups of at least 2 "
                           f"completions per prompt to compute an advantage (try 4 or 8)")
-    per_device = t.get("per_device_train_batch_size", 8)
-    steps = t.get("steps_per_generation") or t.get("gradient_accumulation_steps", 1)
-    batch = per_device * cfg.hardware.num_processes * steps
-    if batch % g:
-        raise ConfigError(
-            f"stage.trainer.per_device_train_batch_size: the generation batch ({per_device} per device x "
-            f"{cfg.hardware.num_processes} processes x {steps} steps = {batch}) must be divisible by "
-            f"num_generations={g}; set per_device_train_batch_size to a multiple of {g}")
+    check_generation_batch(t, cfg.hardware.num_processes)
     if t.get("max_completion_length", 1) < 1:
         raise ConfigError("stage.trainer.max_completion_length: must be at least 1")
     validate_reward_config(reward_cfg(cfg), where=reward_field(cfg))
     check_training_split(cfg.dataset, cfg.stage.name)
     check_eval(cfg)
+
+
+def check_generation_batch(t, num_processes: int) -> None:
+    """TRL's rule for the generation batch, with the processes of the hardware profile (GRPOConfig sees only its own
+    process count when it is built): `generation_batch_size` when set, else per-device batch x processes x
+    `steps_per_generation` (default: gradient_accumulation_steps); a set generation batch must be a multiple of the
+    global batch (per-device x processes); either way it must hold whole groups of num_generations. Seed 002's L40S
+    command (per-device 12, generation batch 24, groups of 8) passes; per-device 12 alone would not."""
+    g, per_device = t.get("num_generations", 8), t.get("per_device_train_batch_size", 8)
+    number(per_device, "stage.trainer.per_device_train_batch_size", low=1, integer=True, example=8)
+    global_batch = per_device * num_processes
+    if t.get("generation_batch_size") is not None and t.get("steps_per_generation") is not None:
+        raise ConfigError("stage.trainer.generation_batch_size: set it or steps_per_generation, not both (TRL derives "
+                          "one from the other)")
+    if t.get("generation_batch_size") is not None:
+        batch = t.generation_batch_size
+        number(batch, "stage.trainer.generation_batch_size", low=1, integer=True, example=global_batch * 2)
+        if batch % global_batch:
+            raise ConfigError(f"stage.trainer.generation_batch_size: {batch} must be a multiple of the global batch "
+                              f"({per_device} per device x {num_processes} processes = {global_batch}); set it to "
+                              f"{global_batch * max(1, round(batch / global_batch))}")
+        how = f"generation_batch_size={batch}"
+    else:
+        steps = t.get("steps_per_generation") or t.get("gradient_accumulation_steps", 1)
+        batch = global_batch * steps
+        how = f"{per_device} per device x {num_processes} processes x {steps} steps = {batch}"
+    if batch % g:
+        raise ConfigError(f"stage.trainer.per_device_train_batch_size: the generation batch ({how}) must be divisible "
+                          f"by num_generations={g}; set per_device_train_batch_size to a multiple of {g}, or "
+                          f"generation_batch_size to a multiple of both {g} and {global_batch}")
 
 
 def evaluating(cfg) -> bool:
