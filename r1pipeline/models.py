@@ -182,7 +182,10 @@ def peft_config(model_cfg, task_type: str = "CAUSAL_LM"):
         return None
     from peft import LoraConfig
 
-    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    # null: peft's own choice for the architecture (q_proj and v_proj for Llama and Qwen2), as TRL's ModelConfig
+    # leaves it; a string ("all-linear") or a list of module names otherwise
+    targets = lora.target_modules
+    targets = targets if targets is None or isinstance(targets, str) else list(targets)
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                       task_type=task_type)
 

@@ -62,7 +62,8 @@ def check_training_draw(cfg) -> None:
     from r1pipeline.verify import check_verifier
 
     stage = cfg.stage
-    number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
+    if stage.num_prompts is not None:  # null: every training prompt (a full-size run, experiment=r1_full)
+        number(stage.num_prompts, "stage.num_prompts", low=1, integer=True, example=64)
     number(stage.samples_per_prompt, "stage.samples_per_prompt", low=1, integer=True, example=4)
     check_verifier(stage.verify)
     check(cfg)

@@ -1,8 +1,12 @@
-"""Every experiment preset runs: one step of each of its stages on CPU with the tiny random model, through overrides
-only (the preset file is used as shipped). Hub datasets are swapped for local copies in their hub schema
-(tests/hub_copies.py), hub models for the tiny model, GPU hardware for `hardware=cpu`. What each test checks is what a
-user of the preset would: the stages of its recipe ran with the preset's own choices (reward mix, LoRA, dataset,
-order) and handed a model on that reloads."""
+"""Every experiment preset runs: one step of each of its stages on CPU with the tiny random model, the preset file
+used as shipped and its shapes kept: the per-device batches, gradient accumulation, group sizes, completion lengths,
+KL coefficient, LoRA and learning rates of its seed's run (tests/test_preset_seeds.py holds them) run here as they
+are. What is overridden is only what a CPU cannot hold or a random model cannot do: the tiny model for the seeds'
+Qwen models, `hardware=cpu` for their GPUs, local copies of their hub data (tests/hub_copies.py, in the hub schema),
+one step per training stage, short generations in the stages that sample for data or scores, and a check the
+random model can pass (tag_count's credit for the prefilled <think>, as experiment=pipeline_smoke does) where a
+stage keeps only verified samples. What each test checks is what a user of the preset would: the stages of its
+recipe ran with the preset's own choices (reward mix, LoRA, dataset, order) and handed a model on that reloads."""
 from __future__ import annotations
 
 import json
@@ -17,58 +21,56 @@ from r1pipeline.cli import run_stage
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "experiment"
 PRESETS = ["r1_zero_tutorial", "r1_step_by_step", "r1_full", "grpo_gsm8k", "mini_r1_countdown"]
-# Overrides every preset gets: the tiny model on the CPU, no tracker files, few rows.
-COMMON = ["model=tiny_random", "hardware=cpu", "tracking=none", "dataset.train_size=8", "dataset.test_size=4"]
+# Overrides every preset gets: the tiny model on the CPU, no tracker files.
+COMMON = ["model=tiny_random", "hardware=cpu", "tracking=none"]
 
 
-def grpo(prefix: str) -> list[str]:
-    """One GRPO step of 4 completions (one group) of at most 8 tokens."""
-    return [f"{prefix}trainer.{k}={v}" for k, v in dict(
-        max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=4,
-        max_completion_length=8, save_steps=1).items()]
-
-
-def sft(prefix: str) -> list[str]:
-    return [f"{prefix}trainer.{k}={v}" for k, v in dict(
-        max_steps=1, per_device_train_batch_size=2, gradient_accumulation_steps=1, max_length=256).items()]
+def one_step(prefix: str) -> list[str]:
+    """One optimizer step of a training stage, at the preset's own batch shape."""
+    return [f"{prefix}trainer.max_steps=1"]
 
 
 def generating(prefix: str) -> list[str]:
-    """Two prompts, short generations; the random model never solves a task, so keep what earns tag_count's credit
-    for the prefilled <think> (as experiment=pipeline_smoke does)."""
-    return [f"{prefix}num_prompts=2", f"{prefix}samples_per_prompt=2", f"{prefix}verify=[tag_count]",
-            f"{prefix}generation.max_new_tokens=8", f"{prefix}generation.batch_size=4"]
+    """Two prompts, short generations, and every sample kept (min_score 0): the random model never solves a task,
+    and the presets built on the R1 template have no prefill that a format credit could reward."""
+    return [f"{prefix}num_prompts=2", f"{prefix}samples_per_prompt=2", f"{prefix}generation.max_new_tokens=8",
+            f"{prefix}generation.batch_size=4"]
+
+
+def held_out(prefix: str) -> list[str]:
+    """Two held-out prompts for a GRPO stage's evaluation during training (transformers also evaluates at the last
+    step): its completions keep the preset's group size and length."""
+    return [f"{prefix}eval_prompts=2"]
 
 
 def evaluating(prefix: str) -> list[str]:
     return [f"{prefix}num_prompts=2", f"{prefix}k=1", f"{prefix}generation.max_new_tokens=8"]
 
 
-
-
 def overrides(name: str, tmp_path) -> list[str]:
-    """The preset's own command shrunk to one step per stage, with local copies of its hub data."""
+    """The preset's own command on CPU, one step per training stage, with local copies of its hub data."""
     local = lambda dataset: f"dataset.path={write_local_copy(tmp_path / dataset, dataset)}"  # noqa: E731
+    stratos = ["stage.cold_start.load.source=local",
+               f"stage.cold_start.load.path={write_stratos_copy(tmp_path / 'stratos.jsonl')}"]
     if name == "r1_zero_tutorial":
-        return [local("numina_math_tir"), *grpo("stage.")]
+        return [local("numina_math_tir"), *one_step("stage."), *held_out("stage.")]
     if name == "grpo_gsm8k":  # its held-out eval during training, at the one step: 2 prompts x 4 completions
-        return [local("gsm8k"), *grpo("stage.r1_zero."), "stage.r1_zero.trainer.eval_steps=1",
+        return [local("gsm8k"), *one_step("stage.r1_zero."), "stage.r1_zero.trainer.eval_steps=1",
                 "stage.r1_zero.eval_prompts=2", *evaluating("stage.eval.")]
     if name == "mini_r1_countdown":
-        return [local("countdown_tasks_3to4"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
+        return [local("countdown_tasks_3to4"), *one_step("stage.r1_zero."), *evaluating("stage.eval.")]
     if name == "r1_step_by_step":
-        return [local("numina_math_tir"), *grpo("stage.r1_zero."), "stage.cold_start.load.source=local",
-                f"stage.cold_start.load.path={write_stratos_copy(tmp_path / 'stratos.jsonl')}", *sft("stage.sft1."),
+        return [local("numina_math_tir"), *one_step("stage.r1_zero."), *stratos, *one_step("stage.sft1."),
                 *evaluating("stage.eval.")]
     if name == "r1_full":
-        return [local("numina_math_tir"), *grpo("stage.r1_zero."), *generating("stage.cold_start."),
-                "stage.cold_start.min_score=0.25", *sft("stage.sft1."), *grpo("stage.reasoning_rl."),
-                *generating("stage.rejection_sampling."), "stage.rejection_sampling.filters.min_score=0.25",
-                "stage.rejection_sampling.filters.mixed_language=false", *sft("stage.sft2."),
-                "stage.reward_model.preferences.size=8", "stage.reward_model.trainer.max_steps=1",
-                *grpo("stage.align."), "stage.align.general.size=2", *generating("stage.distill."),
-                "stage.distill.min_score=0.25", *sft("stage.distill."), "model@stage.distill.student=tiny_random",
-                *evaluating("stage.eval.")]
+        return [local("numina_math_tir"), *one_step("stage.r1_zero."), *held_out("stage.r1_zero."), *stratos,
+                *one_step("stage.sft1."), *one_step("stage.reasoning_rl."), *held_out("stage.reasoning_rl."),
+                *generating("stage.rejection_sampling."), "stage.rejection_sampling.filters.min_score=0",
+                "stage.rejection_sampling.filters.mixed_language=false", *one_step("stage.sft2."),
+                "stage.reward_model.preferences.source=builtin", "stage.reward_model.preferences.size=8",
+                *one_step("stage.reward_model."), *one_step("stage.align."), *held_out("stage.align."),
+                "stage.align.general.size=2", *generating("stage.distill."), "stage.distill.min_score=0",
+                *one_step("stage.distill."), "model@stage.distill.student=tiny_random", *evaluating("stage.eval.")]
     raise KeyError(name)
 
 

@@ -40,7 +40,7 @@ def check(dcfg, where: str = "dataset") -> None:
         raise ConfigError(f"{where}.path: {dcfg.get('path')!r}: source {dcfg.source} needs a hub id or a local path")
     if dcfg.get("train_size") is not None or procedural:  # hub and local data: null takes every training row
         number(dcfg.get("train_size"), f"{where}.train_size", low=1, integer=True, example=2000)
-    number(dcfg.get("test_size"), f"{where}.test_size", low=1, integer=True, example=100)
+    check_test_size(dcfg, where)
     if dcfg.get("max_prompt_tokens") is not None:
         number(dcfg.max_prompt_tokens, f"{where}.max_prompt_tokens", low=1, integer=True, example=256)
     number(dcfg.get("seed"), f"{where}.seed", integer=True, example=0)
@@ -54,6 +54,27 @@ def check(dcfg, where: str = "dataset") -> None:
     for key in ("system", "example", "prefill"):
         if prompt.get(key) is not None and not isinstance(prompt[key], str):
             raise ConfigError(f"{where}.prompt.{key}: {prompt[key]!r} must be a string or null")
+
+
+def carves_test_split(dcfg) -> bool:
+    """Whether the test rows are cut out of the training split (no test split of its own, or a single local file)."""
+    return dcfg.source != "reasoning_gym" and (dcfg.get("test_split") is None or
+                                               (dcfg.source == "local" and bool(dcfg.get("split"))))
+
+
+def check_test_size(dcfg, where: str) -> None:
+    """`test_size`: a number of held-out rows, or, where they are carved out of train, a share of its rows (0 < x < 1,
+    as datasets' train_test_split reads it: seeds/004 holds out 10% of Countdown-Tasks-3to4)."""
+    size = dcfg.get("test_size")
+    if isinstance(size, float) and not size.is_integer():
+        if not carves_test_split(dcfg):
+            raise ConfigError(f"{where}.test_size: {size} is a share, and {dcfg.name!r} has a test split of its own "
+                              f"(or other seeds); give a number of rows, e.g. {where}.test_size=100")
+        number(size, f"{where}.test_size", low=0, high=1, example=0.1)
+        if not 0 < size < 1:
+            raise ConfigError(f"{where}.test_size: {size} must be a share between 0 and 1, or a number of rows")
+        return
+    number(size, f"{where}.test_size", low=1, integer=True, example=100)
 
 
 def check_training_split(dcfg, stage: str) -> None:
@@ -177,9 +198,10 @@ def _file_splits(dcfg) -> tuple[Dataset | None, Dataset]:
     of `split`, disjoint by construction. Train is None for a dataset without a training split (`split: null`:
     MATH-500 is a test set as a whole)."""
     test_split = dcfg.get("test_split")
-    if test_split is None or (dcfg.source == "local" and dcfg.get("split")):
+    if carves_test_split(dcfg):
         full = _prepare(load_files(dcfg), dcfg)
-        n_test = min(dcfg.test_size, max(1, len(full) // 5))
+        share = dcfg.test_size < 1  # a share goes to datasets as is (it rounds the test rows up)
+        n_test = dcfg.test_size if share else min(dcfg.test_size, max(1, len(full) // 5))
         split = full.train_test_split(test_size=n_test, seed=dcfg.seed)
         return split["train"], split["test"]
     if test_split == dcfg.get("split"):
@@ -203,11 +225,13 @@ def drop_test_prompts(data: DatasetDict) -> DatasetDict:
     return DatasetDict({"train": train, "test": data["test"]})
 
 
-def draw_prompts(train: Dataset, n: int, seed: int, stage: str) -> Dataset:
-    """`n` training rows for a sampling stage, drawn at random by the run's `seed` and the stage's name: another seed
-    samples other prompts, and cold start and rejection sampling do not take the same first rows."""
+def draw_prompts(train: Dataset, n: int | None, seed: int, stage: str) -> Dataset:
+    """`n` training rows for a sampling stage (None: all of them), drawn at random by the run's `seed` and the
+    stage's name: another seed samples other prompts, and cold start and rejection sampling do not take the same
+    first rows."""
     salt = zlib.crc32(stage.encode()) % 100_003
-    return train.shuffle(seed=seed * 100_003 + salt).select(range(min(n, len(train))))
+    n = len(train) if n is None else min(n, len(train))
+    return train.shuffle(seed=seed * 100_003 + salt).select(range(n))
 
 
 def prompt_tokens(prompts: list, tok) -> list[int]:

@@ -71,14 +71,17 @@ def check_source(block, field: str) -> None:
         raise ConfigError(f"{field}.source: {block.source!r} is not builtin, hub or local")
     if block.source != "builtin" and not block.path:
         raise ConfigError(f"{field}.path: source {block.source} needs a path (a hub id or a local file/directory)")
+    if block.size is None and block.source != "builtin":
+        return  # every row of the hub or local set
     if not isinstance(block.size, int) or isinstance(block.size, bool) or block.size < 1:
-        raise ConfigError(f"{field}.size: {block.size!r} must be a number of rows, 1 or more")
+        raise ConfigError(f"{field}.size: {block.size!r} must be a number of rows, 1 or more (null: every row of a "
+                          f"hub or local set)")
 
 
 def load_preferences(block) -> list[dict]:
     """The preference pairs of a `preferences` block: the built-in set, or a hub dataset / local file with `chosen`
     and `rejected` (strings or assistant turns) and optionally `prompt` (a string or turns; without it the prompt is
-    implicit in chosen/rejected, as in Anthropic/hh-rlhf), shuffled by `seed` and cut to `size` rows."""
+    implicit in chosen/rejected, as in Anthropic/hh-rlhf), shuffled by `seed` and cut to `size` rows (null: all)."""
     if block.source == "builtin":
         return builtin_preferences(block.size, block.seed)
     from r1pipeline.data import load_files
@@ -92,4 +95,4 @@ def load_preferences(block) -> list[dict]:
     keep = [c for c in ("prompt", "chosen", "rejected") if c in ds.column_names]
     rows = [{c: r[c] for c in keep} for r in ds]
     random.Random(block.seed).shuffle(rows)
-    return rows[:block.size]
+    return rows if block.size is None else rows[:block.size]
