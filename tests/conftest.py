@@ -106,3 +106,32 @@ def embedded_model_dir():
 def tiny_cfg(tmp_path, embedded_model_dir):
     """A composed r1_zero config on the tiny random model, with its own run directory."""
     return lambda *extra: compose_cfg([*TINY, *extra], run_dir=tmp_path / "run")
+
+
+# Test layers: `pytest -m "not slow"` is the fast layer (config, rewards, data, validation; no model). A test that
+# loads a model asks for the embedded checkpoint (directly, or through `tiny_cfg`), so asking for it marks the test
+# slow; and a test left in the fast layer that loads a model anyway fails, naming the fix.
+MODEL_FIXTURES = {"embedded_model_dir", "tiny_cfg"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_layer_loads_no_model(request, monkeypatch):
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} loads a model but is not marked slow: ask for the "
+                             f"embedded_model_dir fixture (or mark it @pytest.mark.slow)")
+
+    for cls in (transformers.AutoModelForCausalLM, transformers.AutoModelForSequenceClassification):
+        monkeypatch.setattr(cls, "from_pretrained", refuse)
+        monkeypatch.setattr(cls, "from_config", refuse)
+    yield

@@ -48,6 +48,7 @@ def test_a_bad_value_gives_one_message_naming_the_field_before_anything_loads(tm
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "a rejected config left files behind"
 
 
+@pytest.mark.slow  # trains the tiny model in a subprocess
 def test_smoke_experiment_runs_from_the_command_line(tmp_path):
     res = _run(["experiment=smoke"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
