@@ -78,11 +78,37 @@ def materialize_embedded(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    if not any(tmp.glob("*.safetensors")):
+        # transformers writes weights only on rank 0 of a process group: a later rank would cache a checkpoint
+        # with a tokenizer and no model, which every later run then fails to load.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"embedded model {name}: save_pretrained wrote no weights in this process (rank > 0 of a "
+                           f"process group); materialize it before the process group starts (r1pipeline/worker.py)")
     try:
         tmp.rename(target)
     except OSError:  # another job won the race
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def materialize_all(cfg) -> list[Path]:
+    """Materialize every embedded model a config names (the model group, a distill student or teacher, a pipeline's
+    stages): what each launched rank does before it joins the process group (r1pipeline/worker.py)."""
+    def paths(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from paths(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from paths(value)
+
+    from omegaconf import OmegaConf
+
+    names = {p[len(EMBEDDED_PREFIX):] for p in paths(OmegaConf.to_container(cfg, resolve=True))
+             if p.startswith(EMBEDDED_PREFIX)}
+    return [materialize_embedded(name) for name in sorted(names)]
 
 
 def resolve_model_path(path: str) -> str:

@@ -66,6 +66,42 @@ def test_deepspeed_profiles_build_the_right_plan(tmp_path, profile, processes, m
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid shell
 
 
+@pytest.mark.slow  # converts the embedded model into a fresh cache (~20 s)
+def test_a_rank_that_cannot_save_the_embedded_model_leaves_no_cache_behind(tmp_path, monkeypatch):
+    """In a process group transformers saves a model on rank 0 only: a later rank converting the embedded model
+    would cache a tokenizer without weights, which every later run on the machine then failed to load (seen with
+    2 ranks and an empty cache). Ranks now convert before they join the group (worker.py); should one ever convert
+    inside it, it fails and caches nothing."""
+    from transformers.distributed import mixin
+
+    from r1pipeline.models import materialize_embedded
+
+    monkeypatch.setenv("R1PIPELINE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(mixin, "_is_torch_distributed_initialized", lambda: True)
+    monkeypatch.setattr(mixin, "_get_torch_distributed_rank", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"save_pretrained wrote no weights in this process"):
+        materialize_embedded("SmolLM2-135M-Instruct")
+    assert list((tmp_path / "cache" / "embedded").iterdir()) == []
+
+
+def test_a_launched_rank_converts_the_embedded_models_before_it_joins_the_process_group(tmp_path, monkeypatch):
+    from r1pipeline import worker
+
+    order = []
+    monkeypatch.setattr("r1pipeline.models.materialize_embedded", lambda name: order.append(("convert", name)))
+    monkeypatch.setattr(worker, "init", lambda hw: order.append(("join", hw.name)) or PartialStateStub())
+    monkeypatch.setattr("r1pipeline.config.check_devices", lambda cfg: None)
+    monkeypatch.setattr("r1pipeline.stages.dispatch", lambda cfg: order.append(("run", cfg.stage.name)))
+    cfg = compose_cfg(["stage=distill", "hardware=cpu_accelerate", "hardware.num_processes=2"])
+    worker.main([str(freeze(cfg, tmp_path / "run"))])
+    # the model group and distill's student (another embedded name would be converted too), then the group
+    assert order == [("convert", "SmolLM2-135M-Instruct"), ("join", "cpu_accelerate"), ("run", "distill")]
+
+
+class PartialStateStub:
+    is_main_process, process_index = True, 0
+
+
 @pytest.mark.parametrize("profile,launched", [("cpu", False), ("1xgpu", False), ("cpu_accelerate", True)])
 def test_single_process_profiles_run_in_process(tmp_path, profile, launched):
     cfg = compose_cfg([f"hardware={profile}"])
@@ -246,3 +282,4 @@ def test_cpu_profile_uses_bf16_exactly_where_the_cpu_computes_it_natively():
     here = compose_cfg().hardware.bf16
     assert here is cpu_has_native_bf16()
     assert compose_cfg(["hardware.bf16=false"]).hardware.bf16 is False
+
