@@ -9,6 +9,7 @@ the adapter config the trainers take and the merge of a trained adapter into its
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -169,7 +170,12 @@ def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
     if random_init:
         config = AutoConfig.from_pretrained(path, **dict(model_cfg.config_overrides or {}))
         torch.manual_seed(0)
-        return AutoModelForCausalLM.from_config(config, **kwargs)
+        # Drawn whole, also under ZeRO-3: inside DeepSpeed's zero.Init each process draws its own shards, and the
+        # model would differ from the one-process model of this seed, i.e. from eval's `base` and from the base a
+        # LoRA adapter is merged into. The trainer's DeepSpeed engine partitions it when training starts; only tiny
+        # test models start from random weights, so building them whole costs nothing.
+        with whole_models():
+            return AutoModelForCausalLM.from_config(config, **kwargs)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
 
@@ -181,6 +187,42 @@ def load_full_model(model_cfg, path: str, use_cpu: bool, random_init: bool = Fal
 
     unset_hf_deepspeed_config()
     return load_model(model_cfg, path, use_cpu, random_init)
+
+
+@contextlib.contextmanager
+def whole_models():
+    """Models built inside this block hold every weight in this process, also while a ZeRO-3 trainer runs (a scorer
+    loaded by a reward during `stage=align`); outside it, the trainer's ZeRO-3 config stands again.
+
+    transformers partitions every model it builds while a DeepSpeed ZeRO-3 config is registered, and a partitioned
+    model outside the DeepSpeed engine cannot run a forward pass. transformers has no public getter for the
+    registered config, so it is read here (checked against transformers 5.23; tests/test_zero3.py holds a tripwire)
+    and put back with the public setter. Unlike `load_full_model`, which leaves it unset for the generating stages
+    (their `generate` must not wait for other processes), the trainer's own generation needs it back."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if ref is not None and ref() is not None:
+            hf_deepspeed.set_hf_deepspeed_config(ref())
+
+
+@contextlib.contextmanager
+def gathered(model):
+    """Every weight of `model` whole in this process for a forward pass outside its trainer (reward_model scores its
+    pairs before and after training). Under ZeRO-3 each process holds only a shard: DeepSpeed's GatheredParameters
+    collects them, a collective that every process enters with the same model; elsewhere there is nothing to do."""
+    shards = [p for p in model.parameters() if hasattr(p, "ds_id")]
+    if not shards:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(shards):
+        yield
 
 
 def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str, use_cpu: bool, load=None):

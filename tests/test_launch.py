@@ -66,6 +66,20 @@ def test_deepspeed_profiles_build_the_right_plan(tmp_path, profile, processes, m
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid shell
 
 
+def test_cpu_zero3_is_the_2x4090_launch_on_deepspeeds_cpu_accelerator(tmp_path):
+    """The same accelerate config file and DeepSpeed setup; only the device differs: DeepSpeed's launcher (no --cpu,
+    which would make accelerate run plain CPU processes), DS_ACCELERATOR=cpu exported by launch.sh, float32."""
+    gpu, cpu = (build_plan(compose_cfg([f"hardware={p}"]), tmp_path / p) for p in ("2x4090", "cpu_zero3"))
+    assert cpu.config_file == gpu.config_file == REPO / "launch/accelerate/zero3_offload.yaml"
+    assert cpu.accelerate["deepspeed_config"] == gpu.accelerate["deepspeed_config"] and cpu.uses_deepspeed
+    differs = {k for k in gpu.accelerate if gpu.accelerate[k] != cpu.accelerate[k]}
+    assert differs == {"use_cpu", "mixed_precision"} and cpu.accelerate["use_cpu"] is True
+    assert "--cpu" not in cpu.argv and "--multi_gpu" not in cpu.argv and _arg(cpu.argv, "--num_processes") == "2"
+    assert _arg(cpu.argv, "--mixed_precision") == "no" and cpu.env == {"DS_ACCELERATOR": "cpu"} and gpu.env == {}
+    assert "export DS_ACCELERATOR=cpu" in cpu.script().splitlines() and "DS_ACCELERATOR" not in gpu.script()
+    assert cpu.command_line().startswith("DS_ACCELERATOR=cpu ")
+
+
 @pytest.mark.slow  # converts the embedded model into a fresh cache (~20 s)
 def test_a_rank_that_cannot_save_the_embedded_model_leaves_no_cache_behind(tmp_path, monkeypatch):
     """In a process group transformers saves a model on rank 0 only: a later rank converting the embedded model
