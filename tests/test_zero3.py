@@ -8,7 +8,9 @@ to the CPU, two processes on DeepSpeed's CPU accelerator, through the accelerate
   generates, and each stage wrote what the one-process run wrote (files, model config and parameter shapes, dataset
   row schema);
 - kill -9 of every process mid-step, then run.resume=true from DeepSpeed's checkpoint: the metrics and weights of the
-  uninterrupted run (the pipeline's r1_zero, the same stage config).
+  uninterrupted run (the pipeline's r1_zero, the same stage config);
+- two machines as Slurm starts them (`launch.sh` on each, machine ranks 0 and 1 on this host), with LoRA: a GRPO and
+  an SFT stage train their adapters, and each stage hands on the base with its adapter merged in.
 
 Every size is pinned here: the stage defaults are GPU-sized; experiment=pipeline_smoke stays small."""
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -286,6 +289,78 @@ def test_killed_mid_step_then_resumed_from_deepspeeds_checkpoint_ends_as_the_uni
     assert max((expected[k] - at_2[k]).abs().max() for k in expected) > 5e-3
     for k in expected:
         torch.testing.assert_close(trained[k], expected[k], rtol=0, atol=1e-5, msg=k)
+
+
+# ------------------------------------------------------------------- two machines, as Slurm starts them, with LoRA
+# r1_zero (GRPO) then cold_start then sft1 (SFT), LoRA on both training stages; the test reward and a large rate, so
+# that the one GRPO step moves the adapter.
+MULTI_NODE = [*TINY_PIPELINE, "tracking=none", "stage.order=[r1_zero,cold_start,sft1]", "model.lora.enabled=true",
+              "model.lora.r=4", "model.lora.alpha=8", "model.lora.dropout=0.0", "+reward.test_length.weight=1",
+              *(f"stage.r1_zero.trainer.{k}={v}" for k, v in {**R1_ZERO, "max_steps": 1, "save_steps": 1,
+                                                                "learning_rate": 5e-2}.items()),
+              "stage.sft1.trainer.max_steps=2", "stage.sft1.trainer.per_device_train_batch_size=2",
+              "stage.sft1.trainer.gradient_accumulation_steps=1",
+              "hardware=cpu_zero3", "hardware.num_machines=2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _merged_is_base_plus_adapter(stage_dir: Path, base: dict, scale: float) -> None:
+    """`model/` is exactly base + scale * B @ A for every adapted layer, the rest of the base untouched, and the
+    adapter trained (B starts at zero)."""
+    adapter = load_file(stage_dir / "adapter" / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k), f"{stage_dir.name}: B stayed 0"
+    merged = load_file(stage_dir / "model" / "model.safetensors")
+    assert merged.keys() == base.keys()
+    for name, weight in merged.items():
+        key = "base_model.model." + name.removesuffix(".weight")
+        if f"{key}.lora_A.weight" in adapter:
+            delta = scale * adapter[f"{key}.lora_B.weight"] @ adapter[f"{key}.lora_A.weight"]
+            torch.testing.assert_close(weight, base[name] + delta, rtol=1e-5, atol=1e-6, msg=name)
+        else:
+            assert torch.equal(weight, base[name]), name
+
+
+@pytest.mark.slow
+def test_two_machines_started_as_slurm_starts_them_train_lora_grpo_and_sft(tmp_path, embedded_model_dir):
+    """Machine 0 is the CLI (it composes, freezes, writes launch.sh and slurm.sbatch, runs launch.sh); machine 1 runs
+    that launch.sh with MACHINE_RANK=1, as slurm.sbatch's srun does on the second node. One process each, here."""
+    run_dir = tmp_path / "run"
+    env = {**_env(), "MAIN_PROCESS_IP": "127.0.0.1", "MAIN_PROCESS_PORT": str(_free_port())}
+    machine0 = _start(MULTI_NODE, run_dir, env=env)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "slurm.sbatch").is_file():  # written after launch.sh: launch.sh is whole
+        assert machine0.poll() is None and time.monotonic() < deadline, machine0.log.read_text()[-3000:]
+        time.sleep(0.2)
+    log1 = tmp_path / "machine1.log"
+    with open(log1, "w") as out:
+        machine1 = subprocess.Popen(["bash", str(run_dir / "launch.sh")], env={**env, "MACHINE_RANK": "1"},
+                                    cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    assert machine1.wait(timeout=900) == 0, log1.read_text()[-6000:]
+    _finish(machine0)
+
+    launch_sh = run_dir / "launch.sh"
+    assert f"bash \"$0\"' {launch_sh}" in (run_dir / "slurm.sbatch").read_text()  # what srun runs on every node
+    script = launch_sh.read_text()
+    assert '--num_processes 2 --num_machines 2' in script and '--machine_rank "${MACHINE_RANK:-0}"' in script
+    summary = json.loads((run_dir / "pipeline" / "summary.json").read_text())
+    assert {s: (r["status"], r["processes"]) for s, r in summary["stages"].items()} == {
+        s: ("complete", 2) for s in ("r1_zero", "cold_start", "sft1")}
+
+    from r1pipeline.models import load_model
+
+    base = {name: p.detach() for name, p in load_model(compose_cfg(["model=tiny_random"]).model,
+                                                       str(embedded_model_dir), True, random_init=True).named_parameters()}
+    for stage in ("r1_zero", "sft1"):
+        assert _manifest(run_dir, stage)["inputs"]["model"] == str(embedded_model_dir)
+        adapter = sum(t.numel() for t in load_file(run_dir / stage / "adapter" / "adapter_model.safetensors").values())
+        _assert_zero3_partitioned(checkpoints(run_dir / stage)[0], adapter)  # only the adapter trains, split in two
+        _merged_is_base_plus_adapter(run_dir / stage, base, scale=8 / 4)
+        assert _generates(run_dir / stage / "model") >= 1, stage
 
 
 # ------------------------------------------------------------------------------------ in one process, no launch
