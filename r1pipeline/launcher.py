@@ -53,7 +53,7 @@ def needs_launch(hw) -> bool:
 class LaunchPlan:
     argv: list[str]        # the command; tokens starting with "${" are expanded by the shell in launch.sh
     accelerate: dict       # the effective accelerate config: the file under launch/ with the profile's values on top
-    config_file: Path
+    config_file: Path | None  # None: one process, no launcher (`in_process_plan`)
     run_dir: Path
     env: dict = field(default_factory=dict)  # exported by launch.sh before the command (every rank inherits it)
 
@@ -164,11 +164,38 @@ def build_plan(cfg, run_dir: Path) -> LaunchPlan:
     return LaunchPlan(argv=argv, accelerate=accelerate, config_file=config_file, run_dir=run_dir, env=env)
 
 
+def in_process_plan(cfg, run_dir: Path) -> LaunchPlan:
+    """The command of a one-process profile (hardware=cpu, 1xgpu), for a dry run: the worker on the frozen config in
+    one process, which is what the Hydra process itself would run (no launcher, no process group)."""
+    run_dir = Path(run_dir).resolve()
+    return LaunchPlan(argv=[sys.executable, "-m", "r1pipeline.worker", str(run_dir / FROZEN_CONFIG)], accelerate={},
+                      config_file=None, run_dir=run_dir)
+
+
+def describe(cfg, plan: LaunchPlan) -> str:
+    """How a plan runs, in words: processes, machines, launcher and its DeepSpeed setup."""
+    hw = cfg.hardware
+    if plan.config_file is None:
+        return (f"hardware={hw.name}: one process, no launcher (the command runs the stage in that process, as "
+                f"`python -m r1pipeline` does), on {'the CPU' if hw.use_cpu else 'a CUDA GPU'}")
+    where = f"{hw.num_processes} process(es) on {hw.get('num_machines', 1)} machine(s) under `accelerate launch` " \
+            f"({plan.config_file.relative_to(REPO_ROOT).as_posix()}"
+    if plan.uses_deepspeed:
+        ds = plan.accelerate.get("deepspeed_config", {})
+        offload = [f"{what} offloaded to {ds[key]}" for what, key in (("parameters", "offload_param_device"),
+                   ("optimizer state", "offload_optimizer_device")) if ds.get(key, "none") != "none"]
+        where += f": DeepSpeed ZeRO-{ds.get('zero_stage')}, {', '.join(offload) or 'no offload'}"
+    device = "CPU" + (" (DeepSpeed's CPU accelerator)" if plan.uses_deepspeed else "") if hw.use_cpu else "CUDA GPUs"
+    return f"hardware={hw.name}: {where}), on {device}, mixed precision {'bf16' if hw.bf16 else 'no'}"
+
+
 def freeze(cfg, run_dir: Path) -> Path:
     """Write the resolved config, with its absolute run directory, for the workers to read."""
     run_dir = Path(run_dir).resolve()
     frozen = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     frozen.run.dir = str(run_dir)
+    if "dry_run" in frozen.run:  # what the run reads: `bash launch.sh` after a dry run runs it
+        frozen.run.dry_run = False
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(frozen, run_dir / FROZEN_CONFIG)
     return run_dir / FROZEN_CONFIG
