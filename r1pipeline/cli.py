@@ -43,9 +43,60 @@ def launch_stage(cfg: DictConfig) -> dict:
     return launch(cfg, plan)
 
 
+def memory_estimate(cfg: DictConfig) -> list[str]:
+    """Lines the dry run prints about the memory each device will need. The estimate (r1pipeline/memory.py, with a
+    `memory` field of the GPU hardware profiles) is being written separately; this is its one call site."""
+    return []
+
+
+def dry_run(cfg: DictConfig) -> dict:
+    """`run.dry_run=true`: everything a run does before it starts a process, then stop. Validates the config (every
+    check but the ones that depend on this machine: its CUDA GPUs, and sbatch on PATH for hardware.launcher=slurm,
+    so that a GPU run can be checked on a laptop before renting), refuses a used stage directory, writes the frozen
+    config and launch.sh (and slurm.sbatch where the run uses one) into the run directory, and logs the command:
+    `bash <run dir>/launch.sh` then runs exactly what was checked. Starts no process, loads no model and no data."""
+    from r1pipeline.config import gpus_needed
+    from r1pipeline.launcher import build_plan, describe, freeze, in_process_plan, needs_launch, write_scripts
+    from r1pipeline.rundir import check_stage_dir
+
+    hw = cfg.hardware
+    validate(cfg, devices=False)
+    check_stage_dir(cfg)
+    run_dir = Path(cfg.run.dir)
+    plan = build_plan(cfg, run_dir) if needs_launch(hw) else in_process_plan(cfg, run_dir)
+    files = [freeze(cfg, run_dir), *write_scripts(cfg, plan)]
+    log.info("dry run: %s", describe(cfg, plan))
+    need, have = gpus_needed(cfg)
+    skipped = ([f"the CUDA device check (hardware={hw.name} needs {need} CUDA GPU(s) per machine, this machine has "
+                f"{have}; each process checks its own machine when it starts)"] if need else [])
+    if cfg.rollout.engine == "vllm" and not hw.use_cpu:
+        skipped.append("rollout=vllm's CUDA GPU")
+    if hw.get("launcher") == "slurm":
+        skipped.append("sbatch on PATH (submit from a Slurm login node)")
+    log.info("dry run: stage %s: the config is valid%s", cfg.stage.name,
+             f"; skipped here: {'; '.join(skipped)}" if skipped else "")
+    for line in memory_estimate(cfg):
+        log.info("dry run: %s", line)
+    log.info("dry run: wrote %s", ", ".join(str(f) for f in files))
+    log.info("dry run: command: %s", plan.command_line())
+    launch_sh = files[1]
+    if hw.get("launcher") == "slurm":
+        start = f"sbatch {files[-1]}"
+    elif hw.get("num_machines", 1) > 1:
+        start = (f"MAIN_PROCESS_IP=<machine 0's address> bash {launch_sh} on machine 0, the same with "
+                 f"MACHINE_RANK=<n> on machine n (or sbatch {files[-1]})")
+    else:
+        start = f"bash {launch_sh}"
+    log.info("dry run: nothing was started; to run it: %s", start)
+    return {"stage": cfg.stage.name, "status": "dry run", "command": plan.command_line(),
+            "files": [str(f) for f in files]}
+
+
 def _dispatch(cfg: DictConfig) -> dict:
     from r1pipeline.launcher import needs_launch
 
+    if cfg.run.get("dry_run"):
+        return dry_run(cfg)
     return launch_stage(cfg) if needs_launch(cfg.hardware) else run_stage(cfg)
 
 

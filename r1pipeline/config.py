@@ -53,6 +53,9 @@ def check_run(cfg) -> None:
     run = cfg.run
     if not isinstance(run.resume, bool):
         raise ConfigError(f"run.resume: {run.resume!r} must be true (continue the run in run.dir) or false")
+    if not isinstance(run.get("dry_run", False), bool):
+        raise ConfigError(f"run.dry_run: {run.dry_run!r} must be true (check, write the launch files, start nothing) "
+                          f"or false")
     if not isinstance(run.samples_per_log, int) or isinstance(run.samples_per_log, bool) or run.samples_per_log < 0:
         raise ConfigError(f"run.samples_per_log: {run.samples_per_log!r} must be a number of completions (0 or more), "
                           f"e.g. run.samples_per_log=8")
@@ -79,16 +82,22 @@ def check_writable_dir(path, field: str) -> None:
         raise ConfigError(f"{field}: cannot write {path} ({exc.strerror} in {parent}); {fix}") from None
 
 
-def check_devices(cfg) -> None:
-    """What depends on this machine: the CUDA GPUs a hardware profile needs, and a GPU for vLLM."""
+def gpus_needed(cfg) -> tuple[int, int]:
+    """(CUDA GPUs each machine of the run needs, CUDA GPUs this machine has); a CPU profile needs none."""
     import torch
 
     hw = cfg.hardware
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return (0 if hw.use_cpu else hw.num_processes // hw.get("num_machines", 1)), have
+
+
+def check_devices(cfg) -> None:
+    """What depends on this machine: the CUDA GPUs a hardware profile needs, and a GPU for vLLM."""
+    hw = cfg.hardware
+    need, have = gpus_needed(cfg)
     if cfg.rollout.engine == "vllm" and not hw.use_cpu and have == 0:  # on a CPU profile: rollout.check says so
         raise ConfigError("rollout=vllm: vLLM needs a CUDA GPU and none is visible on this machine; use rollout=hf")
-    need = hw.num_processes // hw.get("num_machines", 1)
-    if hw.use_cpu or have >= need:
+    if have >= need:
         return
     instead = "hardware=cpu" if have == 0 else "hardware=1xgpu" if have == 1 else f"hardware.num_processes={have}"
     if need == 1:

@@ -19,7 +19,7 @@ import logging
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -53,8 +53,9 @@ def needs_launch(hw) -> bool:
 class LaunchPlan:
     argv: list[str]        # the command; tokens starting with "${" are expanded by the shell in launch.sh
     accelerate: dict       # the effective accelerate config: the file under launch/ with the profile's values on top
-    config_file: Path
+    config_file: Path | None  # None: one process, no launcher (`in_process_plan`)
     run_dir: Path
+    env: dict = field(default_factory=dict)  # exported by launch.sh before the command (every rank inherits it)
 
     @property
     def frozen(self) -> Path:
@@ -64,8 +65,12 @@ class LaunchPlan:
     def uses_deepspeed(self) -> bool:
         return self.accelerate.get("distributed_type") == "DEEPSPEED"
 
-    def command_line(self) -> str:
+    def argv_line(self) -> str:
         return " ".join(f'"{t}"' if t.startswith("${") else shlex.quote(t) for t in self.argv)
+
+    def command_line(self) -> str:
+        """The command as launch.sh runs it, with the variables it exports in front."""
+        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.env.items()), self.argv_line()])
 
     def script(self) -> str:
         return "\n".join([
@@ -75,7 +80,8 @@ class LaunchPlan:
             "set -euo pipefail",
             f"cd {shlex.quote(str(REPO_ROOT))}",
             f'export PYTHONPATH={shlex.quote(str(REPO_ROOT))}"${{PYTHONPATH:+:$PYTHONPATH}}"',
-            f"exec {self.command_line()}",
+            *(f"export {k}={shlex.quote(v)}" for k, v in self.env.items()),
+            f"exec {self.argv_line()}",
             "",
         ])
 
@@ -138,9 +144,16 @@ def build_plan(cfg, run_dir: Path) -> LaunchPlan:
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
             "--num_processes", str(hw.num_processes), "--num_machines", str(num_machines),
             "--mixed_precision", mixed]
-    if hw.num_processes > 1 and accelerate.get("distributed_type") != "DEEPSPEED":
+    deepspeed = accelerate.get("distributed_type") == "DEEPSPEED"
+    env = {}
+    if hw.num_processes > 1 and not deepspeed:
         # accelerate's torchrun launcher (named multi_gpu); ranks with hardware.use_cpu run on CPU over gloo
         argv.append("--multi_gpu")
+    elif hw.use_cpu and deepspeed:
+        # DeepSpeed on its CPU accelerator (hardware=cpu_zero3): `--cpu` would make accelerate skip its DeepSpeed
+        # launcher and run plain CPU processes, so the device is chosen by DeepSpeed's variable instead (it would
+        # pick the CPU by itself without a GPU; explicit, it stays the CPU on a machine that has one).
+        env["DS_ACCELERATOR"] = "cpu"
     elif hw.use_cpu:
         argv.append("--cpu")
     if num_machines > 1:
@@ -148,7 +161,32 @@ def build_plan(cfg, run_dir: Path) -> LaunchPlan:
             argv += [option, env_ref]
             accelerate[key] = env_ref
     argv += ["--module", "r1pipeline.worker", str(run_dir / FROZEN_CONFIG)]
-    return LaunchPlan(argv=argv, accelerate=accelerate, config_file=config_file, run_dir=run_dir)
+    return LaunchPlan(argv=argv, accelerate=accelerate, config_file=config_file, run_dir=run_dir, env=env)
+
+
+def in_process_plan(cfg, run_dir: Path) -> LaunchPlan:
+    """The command of a one-process profile (hardware=cpu, 1xgpu), for a dry run: the worker on the frozen config in
+    one process, which is what the Hydra process itself would run (no launcher, no process group)."""
+    run_dir = Path(run_dir).resolve()
+    return LaunchPlan(argv=[sys.executable, "-m", "r1pipeline.worker", str(run_dir / FROZEN_CONFIG)], accelerate={},
+                      config_file=None, run_dir=run_dir)
+
+
+def describe(cfg, plan: LaunchPlan) -> str:
+    """How a plan runs, in words: processes, machines, launcher and its DeepSpeed setup."""
+    hw = cfg.hardware
+    if plan.config_file is None:
+        return (f"hardware={hw.name}: one process, no launcher (the command runs the stage in that process, as "
+                f"`python -m r1pipeline` does), on {'the CPU' if hw.use_cpu else 'a CUDA GPU'}")
+    where = f"{hw.num_processes} process(es) on {hw.get('num_machines', 1)} machine(s) under `accelerate launch` " \
+            f"({plan.config_file.relative_to(REPO_ROOT).as_posix()}"
+    if plan.uses_deepspeed:
+        ds = plan.accelerate.get("deepspeed_config", {})
+        offload = [f"{what} offloaded to {ds[key]}" for what, key in (("parameters", "offload_param_device"),
+                   ("optimizer state", "offload_optimizer_device")) if ds.get(key, "none") != "none"]
+        where += f": DeepSpeed ZeRO-{ds.get('zero_stage')}, {', '.join(offload) or 'no offload'}"
+    device = "CPU" + (" (DeepSpeed's CPU accelerator)" if plan.uses_deepspeed else "") if hw.use_cpu else "CUDA GPUs"
+    return f"hardware={hw.name}: {where}), on {device}, mixed precision {'bf16' if hw.bf16 else 'no'}"
 
 
 def freeze(cfg, run_dir: Path) -> Path:
@@ -156,6 +194,8 @@ def freeze(cfg, run_dir: Path) -> Path:
     run_dir = Path(run_dir).resolve()
     frozen = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     frozen.run.dir = str(run_dir)
+    if "dry_run" in frozen.run:  # what the run reads: `bash launch.sh` after a dry run runs it
+        frozen.run.dry_run = False
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(frozen, run_dir / FROZEN_CONFIG)
     return run_dir / FROZEN_CONFIG

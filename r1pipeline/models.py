@@ -9,6 +9,7 @@ the adapter config the trainers take and the merge of a trained adapter into its
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -78,11 +79,37 @@ def materialize_embedded(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    if not any(tmp.glob("*.safetensors")):
+        # transformers writes weights only on rank 0 of a process group: a later rank would cache a checkpoint
+        # with a tokenizer and no model, which every later run then fails to load.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"embedded model {name}: save_pretrained wrote no weights in this process (rank > 0 of a "
+                           f"process group); materialize it before the process group starts (r1pipeline/worker.py)")
     try:
         tmp.rename(target)
     except OSError:  # another job won the race
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def materialize_all(cfg) -> list[Path]:
+    """Materialize every embedded model a config names (the model group, a distill student or teacher, a pipeline's
+    stages): what each launched rank does before it joins the process group (r1pipeline/worker.py)."""
+    def paths(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from paths(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from paths(value)
+
+    from omegaconf import OmegaConf
+
+    names = {p[len(EMBEDDED_PREFIX):] for p in paths(OmegaConf.to_container(cfg, resolve=True))
+             if p.startswith(EMBEDDED_PREFIX)}
+    return [materialize_embedded(name) for name in sorted(names)]
 
 
 def resolve_model_path(path: str) -> str:
@@ -143,7 +170,12 @@ def load_model(model_cfg, path: str, use_cpu: bool, random_init: bool = False):
     if random_init:
         config = AutoConfig.from_pretrained(path, **dict(model_cfg.config_overrides or {}))
         torch.manual_seed(0)
-        return AutoModelForCausalLM.from_config(config, **kwargs)
+        # Drawn whole, also under ZeRO-3: inside DeepSpeed's zero.Init each process draws its own shards, and the
+        # model would differ from the one-process model of this seed, i.e. from eval's `base` and from the base a
+        # LoRA adapter is merged into. The trainer's DeepSpeed engine partitions it when training starts; only tiny
+        # test models start from random weights, so building them whole costs nothing.
+        with whole_models():
+            return AutoModelForCausalLM.from_config(config, **kwargs)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
 
@@ -155,6 +187,42 @@ def load_full_model(model_cfg, path: str, use_cpu: bool, random_init: bool = Fal
 
     unset_hf_deepspeed_config()
     return load_model(model_cfg, path, use_cpu, random_init)
+
+
+@contextlib.contextmanager
+def whole_models():
+    """Models built inside this block hold every weight in this process, also while a ZeRO-3 trainer runs (a scorer
+    loaded by a reward during `stage=align`); outside it, the trainer's ZeRO-3 config stands again.
+
+    transformers partitions every model it builds while a DeepSpeed ZeRO-3 config is registered, and a partitioned
+    model outside the DeepSpeed engine cannot run a forward pass. transformers has no public getter for the
+    registered config, so it is read here (checked against transformers 5.23; tests/test_zero3.py holds a tripwire)
+    and put back with the public setter. Unlike `load_full_model`, which leaves it unset for the generating stages
+    (their `generate` must not wait for other processes), the trainer's own generation needs it back."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if ref is not None and ref() is not None:
+            hf_deepspeed.set_hf_deepspeed_config(ref())
+
+
+@contextlib.contextmanager
+def gathered(model):
+    """Every weight of `model` whole in this process for a forward pass outside its trainer (reward_model scores its
+    pairs before and after training). Under ZeRO-3 each process holds only a shard: DeepSpeed's GatheredParameters
+    collects them, a collective that every process enters with the same model; elsewhere there is nothing to do."""
+    shards = [p for p in model.parameters() if hasattr(p, "ds_id")]
+    if not shards:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(shards):
+        yield
 
 
 def merge_adapter(model_cfg, base_path: str, random_init: bool, adapter_dir: str, use_cpu: bool, load=None):

@@ -171,6 +171,16 @@ def rewind_jsonl(path: Path, step: int) -> int:
     return dropped
 
 
+def share_jsonl(path: Path, rows: list[dict]) -> Path:
+    """A JSON-lines file that every process of the stage reads next (distill's traces, which its own SFT trains on):
+    the main process writes it and renames it into place, and every process waits until it is there. Without the
+    wait a later process could read it before it exists, or half of it."""
+    if processes.is_main_process():
+        _write_atomic(Path(path), "".join(json.dumps(r) + "\n" for r in rows))
+    processes.wait_for_everyone()
+    return Path(path)
+
+
 def write_json(path: Path, obj) -> None:
     """A JSON file written by the main process only, renamed into place."""
     if processes.is_main_process():

@@ -35,6 +35,7 @@ def load_frozen(path: Path):
 
 def main(argv: list[str] | None = None) -> dict:
     from r1pipeline.config import check_devices
+    from r1pipeline.models import materialize_all
     from r1pipeline.stages import dispatch
 
     argv = sys.argv[1:] if argv is None else argv
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("usage: python -m r1pipeline.worker <run dir>/frozen_config.yaml")
     try:
         cfg = load_frozen(Path(argv[0]))
+        # Before the process group exists: in one, transformers saves a model on rank 0 only, so a later rank
+        # converting the embedded model would cache a checkpoint without weights. Alone, each rank writes a whole
+        # copy and renames it into place (the first wins); once converted, this is a lookup.
+        materialize_all(cfg)
         state = init(cfg.hardware)
         logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
                             format=f"[process {state.process_index}] %(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -72,7 +72,7 @@ def test_cpu_sizes_live_with_the_cpu_profile_and_gpus_get_the_stage_groups_real_
     def trainer(hardware):
         return OmegaConf.select(compose_cfg([f"stage={stage}", f"hardware={hardware}"]), key).trainer
 
-    for hardware in ("cpu", "cpu_accelerate"):
+    for hardware in ("cpu", "cpu_accelerate", "cpu_zero3"):
         cpu = trainer(hardware)
         assert (cpu.num_generations, cpu.per_device_train_batch_size, cpu.beta) == (4, 16, 0.0), hardware
         assert cpu.max_completion_length == (48 if key.endswith("r1_zero") or stage == "r1_zero" else 128)

@@ -66,6 +66,56 @@ def test_deepspeed_profiles_build_the_right_plan(tmp_path, profile, processes, m
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid shell
 
 
+def test_cpu_zero3_is_the_2x4090_launch_on_deepspeeds_cpu_accelerator(tmp_path):
+    """The same accelerate config file and DeepSpeed setup; only the device differs: DeepSpeed's launcher (no --cpu,
+    which would make accelerate run plain CPU processes), DS_ACCELERATOR=cpu exported by launch.sh, float32."""
+    gpu, cpu = (build_plan(compose_cfg([f"hardware={p}"]), tmp_path / p) for p in ("2x4090", "cpu_zero3"))
+    assert cpu.config_file == gpu.config_file == REPO / "launch/accelerate/zero3_offload.yaml"
+    assert cpu.accelerate["deepspeed_config"] == gpu.accelerate["deepspeed_config"] and cpu.uses_deepspeed
+    differs = {k for k in gpu.accelerate if gpu.accelerate[k] != cpu.accelerate[k]}
+    assert differs == {"use_cpu", "mixed_precision"} and cpu.accelerate["use_cpu"] is True
+    assert "--cpu" not in cpu.argv and "--multi_gpu" not in cpu.argv and _arg(cpu.argv, "--num_processes") == "2"
+    assert _arg(cpu.argv, "--mixed_precision") == "no" and cpu.env == {"DS_ACCELERATOR": "cpu"} and gpu.env == {}
+    assert "export DS_ACCELERATOR=cpu" in cpu.script().splitlines() and "DS_ACCELERATOR" not in gpu.script()
+    assert cpu.command_line().startswith("DS_ACCELERATOR=cpu ")
+
+
+@pytest.mark.slow  # converts the embedded model into a fresh cache (~20 s)
+def test_a_rank_that_cannot_save_the_embedded_model_leaves_no_cache_behind(tmp_path, monkeypatch):
+    """In a process group transformers saves a model on rank 0 only: a later rank converting the embedded model
+    would cache a tokenizer without weights, which every later run on the machine then failed to load (seen with
+    2 ranks and an empty cache). Ranks now convert before they join the group (worker.py); should one ever convert
+    inside it, it fails and caches nothing."""
+    from transformers.distributed import mixin
+
+    from r1pipeline.models import materialize_embedded
+
+    monkeypatch.setenv("R1PIPELINE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(mixin, "_is_torch_distributed_initialized", lambda: True)
+    monkeypatch.setattr(mixin, "_get_torch_distributed_rank", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"save_pretrained wrote no weights in this process"):
+        materialize_embedded("SmolLM2-135M-Instruct")
+    assert list((tmp_path / "cache" / "embedded").iterdir()) == []
+
+
+def test_a_launched_rank_converts_the_embedded_models_before_it_joins_the_process_group(tmp_path, monkeypatch):
+    from r1pipeline import worker
+
+    order = []
+    monkeypatch.setattr("r1pipeline.models.materialize_embedded", lambda name: order.append(("convert", name)))
+    monkeypatch.setattr(worker, "init", lambda hw: order.append(("join", hw.name)) or PartialStateStub())
+    monkeypatch.setattr("r1pipeline.config.check_devices", lambda cfg: None)
+    monkeypatch.setattr("r1pipeline.stages.dispatch", lambda cfg: order.append(("run", cfg.stage.name)))
+    cfg = compose_cfg(["stage=distill", "hardware=cpu_accelerate", "hardware.num_processes=2"])
+    worker.main([str(freeze(cfg, tmp_path / "run"))])
+    # the model group and distill's student (another embedded name would be converted too), then the group
+    assert order == [("convert", "SmolLM2-135M-Instruct"), ("join", "cpu_accelerate"), ("run", "distill")]
+
+
+class PartialStateStub:
+    is_main_process, process_index = True, 0
+
+
 @pytest.mark.parametrize("profile,launched", [("cpu", False), ("1xgpu", False), ("cpu_accelerate", True)])
 def test_single_process_profiles_run_in_process(tmp_path, profile, launched):
     cfg = compose_cfg([f"hardware={profile}"])
@@ -246,3 +296,106 @@ def test_cpu_profile_uses_bf16_exactly_where_the_cpu_computes_it_natively():
     here = compose_cfg().hardware.bf16
     assert here is cpu_has_native_bf16()
     assert compose_cfg(["hardware.bf16=false"]).hardware.bf16 is False
+
+
+# ------------------------------------------------------------------------------------------------------ dry run
+@pytest.fixture
+def nothing_may_start(monkeypatch):
+    """Fails the test if anything starts a process or loads a model, a tokenizer or data, until the test calls the
+    function this returns (then it may check the files with processes of its own)."""
+    import datasets
+    import transformers
+
+    from r1pipeline import data, models
+
+    guard, popen = {"on": True}, subprocess.Popen
+
+    def refuse(what):
+        def fail(*args, **kwargs):
+            if guard["on"]:
+                raise AssertionError(f"a dry run {what}")
+            return popen(*args, **kwargs)
+        return fail
+
+    monkeypatch.setattr(subprocess, "Popen", refuse("started a process"))
+    monkeypatch.setattr(os, "execv", refuse("replaced its process"))
+    for name in ("load_model", "load_full_model", "load_tokenizer", "materialize_embedded"):
+        monkeypatch.setattr(models, name, refuse(f"called models.{name}"))
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", refuse("loaded a model"))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config", refuse("built a model"))
+    monkeypatch.setattr(data, "build_dataset", refuse("built the dataset"))
+    monkeypatch.setattr(datasets, "load_dataset", refuse("loaded a dataset"))
+    return lambda: guard.update(on=False)
+
+
+@pytest.mark.parametrize("profile,processes,launched", [
+    ("1xgpu", 1, False), ("1xgpu_offload", 1, True), ("2x4090", 2, True), ("8xh100", 8, True),
+    ("2x8xh100", 16, True),  # two machines: also the Slurm job
+    ("cpu", 0, False), ("cpu_accelerate", 0, True), ("cpu_zero3", 0, True),  # CPU profiles: no GPU to skip
+])
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the device check is skipped on a machine without GPUs")
+def test_dry_run_writes_the_launch_files_prints_the_command_and_starts_nothing(profile, processes, launched, tmp_path,
+                                                                                caplog, nothing_may_start):
+    from r1pipeline.cli import _dispatch
+
+    run_dir = tmp_path / "run"
+    cfg = compose_cfg(["stage=pipeline", "experiment=pipeline_smoke", f"hardware={profile}", "run.dry_run=true"],
+                      run_dir=run_dir)
+    with caplog.at_level("INFO", logger="r1pipeline"):
+        summary = _dispatch(cfg)
+    nothing_may_start()  # the dry run is over: `bash -n` below may run
+    out = "\n".join(r.getMessage() for r in caplog.records)
+    multi_node = profile == "2x8xh100"
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        [FROZEN_CONFIG, "launch.sh", *(["slurm.sbatch"] if multi_node else [])])  # and no stage directory
+    assert summary["status"] == "dry run" and summary["files"][0] == str(run_dir.resolve() / FROZEN_CONFIG)
+    frozen = load_frozen(run_dir / FROZEN_CONFIG)
+    assert frozen.hardware.name == profile and frozen.run.dry_run is False  # launch.sh runs it for real
+    script = (run_dir / "launch.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(run_dir / "launch.sh")]).returncode == 0
+    assert ("-m accelerate.commands.launch" in script) is launched
+    if not launched:  # one process: the worker on the frozen config, in one process
+        assert script.rstrip().endswith(f"-m r1pipeline.worker {run_dir.resolve() / FROZEN_CONFIG}")
+    assert f"dry run: command: {summary['command']}" in out
+    lines = script.splitlines()  # the printed command is the script's: its exports, then the command it runs
+    exports = [line[len("export "):] for line in lines if line.startswith("export ") and "PYTHONPATH" not in line]
+    assert " ".join([*exports, lines[-1].removeprefix("exec ")]) == summary["command"]
+    assert ("export DS_ACCELERATOR=cpu" in lines) is (profile == "cpu_zero3")
+    skipped = (f"skipped here: the CUDA device check (hardware={profile} needs {processes // (2 if multi_node else 1)} "
+               f"CUDA GPU(s) per machine, this machine has 0")
+    assert (skipped in out) is bool(processes)
+    assert "stage pipeline: the config is valid" in out and "nothing was started" in out
+
+
+def test_dry_run_keeps_every_other_check(tmp_path, nothing_may_start):
+    from r1pipeline.cli import _dispatch
+
+    with pytest.raises(ConfigError, match=r"stage.trainer.learning_rate: 'abc' is not a number"):
+        _dispatch(compose_cfg(["hardware=2x4090", "run.dry_run=true", "stage.trainer.learning_rate=abc"],
+                              run_dir=tmp_path / "bad"))
+    with pytest.raises(ConfigError, match=r"run.dry_run: 'maybe' must be true"):
+        _dispatch(compose_cfg(["run.dry_run=maybe"], run_dir=tmp_path / "bad"))
+    (tmp_path / "used" / "r1_zero").mkdir(parents=True)
+    (tmp_path / "used" / "r1_zero" / "log.txt").write_text("a run was here")
+    with pytest.raises(ConfigError, match=r"run.dir: .*r1_zero is not empty"):
+        _dispatch(compose_cfg(["hardware=8xh100", "run.dry_run=true"], run_dir=tmp_path / "used"))
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "used" / FROZEN_CONFIG).exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has the GPUs")
+def test_dry_run_of_the_two_gpu_preset_on_a_machine_without_gpus(tmp_path):
+    """The README's check before renting: the 2 x 4090 preset, composed and validated here, its files written."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}  # the Qwen model is fetched where it runs
+    env["PYTHONPATH"] = str(REPO)
+    res = subprocess.run([sys.executable, "-m", "r1pipeline", "experiment=mini_r1_countdown", "run.dry_run=true"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Traceback" not in out, out[-3000:]
+    (run_dir,) = {p.parent for p in (tmp_path / "outputs").rglob(FROZEN_CONFIG)}
+    assert "hardware=2x4090: 2 process(es) on 1 machine(s) under `accelerate launch` (launch/accelerate/" \
+           "zero3_offload.yaml: DeepSpeed ZeRO-3, parameters offloaded to cpu, optimizer state offloaded to cpu)" in out
+    assert "skipped here: the CUDA device check (hardware=2x4090 needs 2 CUDA GPU(s) per machine" in out
+    assert f"nothing was started; to run it: bash {run_dir / 'launch.sh'}" in out
+    frozen = yaml.safe_load((run_dir / FROZEN_CONFIG).read_text())
+    assert frozen["stage"]["order"] == ["r1_zero", "eval"] and frozen["model"]["path"] == "Qwen/Qwen2.5-3B-Instruct"
+    assert not [p for p in run_dir.iterdir() if p.is_dir() and p.name != ".hydra"]  # no stage ran

@@ -148,6 +148,29 @@ def test_a_failure_elsewhere_stops_this_process_with_that_error(tmp_path, monkey
                       lambda out: {"outputs": {}})
 
 
+@pytest.mark.parametrize("main", [True, False])
+def test_a_file_every_process_reads_next_is_whole_and_in_place_when_any_process_reads_it(main, tmp_path, monkeypatch):
+    """distill's traces: the main process writes them and every process trains on them next. A process goes on
+    only after the barrier, and by then the main process has renamed the whole file into place (it used to write it
+    with no barrier: the other process could read a missing or half-written file)."""
+    from r1pipeline.rundir import share_jsonl
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}], "score": i / 2} for i in range(3)]
+    path = tmp_path / "dataset.jsonl"
+    at_barrier = []
+
+    def barrier():  # what every process sees there; the main process has written by then
+        if not main:
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        at_barrier.append(sorted(p.name for p in tmp_path.iterdir()))
+
+    monkeypatch.setattr(processes, "is_main_process", lambda: main)
+    monkeypatch.setattr(processes, "wait_for_everyone", barrier)
+    assert share_jsonl(path, rows) == path
+    assert at_barrier == [["dataset.jsonl"]]  # one barrier, the file there, no temporary file left
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows
+
+
 def test_a_failure_here_is_reported_unchanged_and_marks_the_stage_failed(tmp_path):
     def work(out):
         raise KeyError("answer")

@@ -18,10 +18,21 @@ from r1pipeline.cli import run_stage
 from r1pipeline.stages.pipeline import stage_cfg
 
 REPO = Path(__file__).resolve().parent.parent
+# Every stage of the recipe and distill (its traces are written by the main process and trained on by both).
+STAGES = [*ORDER[:-1], "distill", "eval"]
 # Small batches, so that every generating stage has at least two batches to share out; eval has three (uneven).
 SHARED = [*TINY_PIPELINE, "tracking=none", "stage.cold_start.generation.batch_size=2",
           "stage.rejection_sampling.generation.batch_size=2", "stage.eval.generation.batch_size=2",
-          "stage.eval.num_prompts=3"]
+          "stage.eval.num_prompts=3", f"stage.order=[{','.join(STAGES)}]",
+          # distill: sft2 teaches a half-width student; 2 prompts x 2 samples in batches of 2, 2 SFT steps
+          "model@stage.distill.student=tiny_random", "stage.distill.student.config_overrides.hidden_size=16",
+          "stage.distill.student.config_overrides.intermediate_size=32",
+          "stage.distill.student.config_overrides.num_attention_heads=2",
+          "stage.distill.student.config_overrides.num_key_value_heads=1", "stage.distill.num_prompts=2",
+          "stage.distill.samples_per_prompt=2", "stage.distill.verify=[tag_count]", "stage.distill.min_score=0.25",
+          "stage.distill.generation.max_new_tokens=8", "stage.distill.generation.batch_size=2",
+          "stage.distill.trainer.max_steps=2", "stage.distill.trainer.per_device_train_batch_size=2",
+          "stage.distill.trainer.gradient_accumulation_steps=1", "stage.distill.trainer.max_length=256"]
 
 
 def _manifest(run_dir: Path, stage: str) -> dict:
@@ -47,8 +58,8 @@ def two_process_run(tmp_path_factory, embedded_model_dir):
 def test_every_stage_completes_with_each_process_sampling_its_share(two_process_run):
     run_dir = two_process_run
     summary = json.loads((run_dir / "pipeline" / "summary.json").read_text())
-    assert summary["status"] == "complete" and list(summary["stages"]) == ORDER
-    assert all(_manifest(run_dir, s)["status"] == "complete" for s in ORDER)
+    assert summary["status"] == "complete" and list(summary["stages"]) == STAGES
+    assert all(_manifest(run_dir, s)["status"] == "complete" for s in STAGES)
     assert {(s["device"], s["processes"]) for s in summary["stages"].values()} == {("cpu", 2)}
     # one log per stage, written by the main process only
     assert sum("GRPO r1_zero:" in line for line in (run_dir / "r1_zero" / "log.txt").read_text().splitlines()) == 1
@@ -64,6 +75,16 @@ def test_every_stage_completes_with_each_process_sampling_its_share(two_process_
     assert rs["filter"]["samples"] == 4 and _shares(rs["generation"]["per_process"]) == [(0, 2, "cpu"), (1, 2, "cpu")]
     rows = (run_dir / "rejection_sampling" / "dataset.jsonl").read_text().splitlines()
     assert len(rows) == rs["rows"] == rs["reasoning_rows"] + rs["non_reasoning_rows"]
+
+    distill = _manifest(run_dir, "distill")
+    traces = distill["metrics"]["traces"]  # 2 prompts x 2 samples = 2 batches of 2: one per process
+    assert traces["samples"] == 4 and _shares(traces["generation"]["per_process"]) == [(0, 2, "cpu"), (1, 2, "cpu")]
+    rows = (run_dir / "distill" / "dataset.jsonl").read_text().splitlines()
+    assert len(rows) == traces["kept"] > 0 and not list((run_dir / "distill").glob(".*.tmp"))
+    # both processes trained the student on those rows: each step logged once, the student's own architecture
+    assert [json.loads(r)["step"] for r in (run_dir / "distill" / "metrics.jsonl").read_text().splitlines()
+            if '"loss"' in r] == [1, 2]
+    assert json.loads((run_dir / "distill" / "model" / "config.json").read_text())["hidden_size"] == 16
 
     ev = json.loads((run_dir / "eval" / "summary.json").read_text())
     samples = [json.loads(line) for line in (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]

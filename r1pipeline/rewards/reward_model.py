@@ -15,12 +15,12 @@ def load_scorer(path: str):
     this process's device (where the GRPO trainer calls its rewards)."""
     from transformers import AutoModelForSequenceClassification
 
-    from r1pipeline.models import load_tokenizer
-
+    from r1pipeline.models import load_tokenizer, whole_models
     from r1pipeline.processes import device
 
     tok = load_tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).to(device()).eval()
+    with whole_models():  # called inside a (maybe ZeRO-3) GRPO trainer: each process scores its own rows whole
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).to(device()).eval()
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 

@@ -13,7 +13,6 @@ side (the teacher as its stage, or as `base` with `model.path=<teacher>`).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 
 from omegaconf import open_dict
@@ -23,8 +22,7 @@ from r1pipeline.data import build_dataset, draw_prompts
 from r1pipeline.errors import ConfigError
 from r1pipeline.models import check as check_model
 from r1pipeline.models import check_model_path, resolve_model_path
-from r1pipeline.processes import is_main_process
-from r1pipeline.rundir import StageFailed, execute_stage, input_model
+from r1pipeline.rundir import StageFailed, execute_stage, input_model, share_jsonl
 from r1pipeline.sampling import open_engine, sample, sft_row
 from r1pipeline.stages import sft
 from r1pipeline.typecheck import number
@@ -92,9 +90,7 @@ def run(cfg) -> dict:
         if not rows:
             raise StageFailed(f"stage distill: the teacher passed no sample ({kept['samples']} sampled); sample more "
                               f"(stage.num_prompts, stage.samples_per_prompt) or lower stage.min_score", kept)
-        dataset = out / "dataset.jsonl"
-        if is_main_process():
-            dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        dataset = share_jsonl(out / "dataset.jsonl", rows)  # every process trains on it next
         result = sft.run_sft(student_cfg(cfg), out, dataset, s_path, s_random)
         result["outputs"]["dataset"] = str(dataset)
         result["metrics"]["traces"] = kept

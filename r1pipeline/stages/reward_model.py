@@ -23,7 +23,7 @@ from datasets import Dataset
 from r1pipeline import callbacks as cb
 from r1pipeline.data.preferences import check_source, load_preferences
 from r1pipeline.errors import ConfigError
-from r1pipeline.models import load_tokenizer, peft_config, torch_dtype
+from r1pipeline.models import gathered, load_tokenizer, peft_config, torch_dtype, whole_models
 from r1pipeline.monitor import StageMonitor
 from r1pipeline.plots import summarize_metrics
 from r1pipeline.rewards.reward_model import as_turns, score_conversations
@@ -58,7 +58,8 @@ def load_backbone(model_cfg, path: str, use_cpu: bool, random_init: bool):
     if random_init:
         config = AutoConfig.from_pretrained(path, num_labels=1, **dict(model_cfg.config_overrides or {}))
         torch.manual_seed(0)
-        model = AutoModelForSequenceClassification.from_config(config, dtype=kwargs["dtype"])
+        with whole_models():  # the one-process weights of this seed, also under ZeRO-3 (models.load_model)
+            model = AutoModelForSequenceClassification.from_config(config, dtype=kwargs["dtype"])
     else:
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     model.config.pad_token_id = load_tokenizer(path).pad_token_id
@@ -77,8 +78,9 @@ def pair_accuracy(model, tok, pairs: list[dict]) -> dict:
     """How often r(chosen) > r(rejected) on `pairs`, and the mean margin."""
     was_training = model.training
     model.eval()
-    chosen = score_conversations(model, tok, [p.get("prompt", []) + p["chosen"] for p in pairs])
-    rejected = score_conversations(model, tok, [p.get("prompt", []) + p["rejected"] for p in pairs])
+    with gathered(model):  # every process scores all pairs with the whole model (under ZeRO-3 it holds a shard)
+        chosen = score_conversations(model, tok, [p.get("prompt", []) + p["chosen"] for p in pairs])
+        rejected = score_conversations(model, tok, [p.get("prompt", []) + p["rejected"] for p in pairs])
     model.train(was_training)
     margins = [c - r for c, r in zip(chosen, rejected)]
     return {"pairs": len(pairs), "accuracy": sum(m > 0 for m in margins) / len(pairs),

@@ -10,14 +10,16 @@ With R1_TEST_REWARD=1 it registers the test-only reward `test_length` (as tests/
 process): a score from the completion's character count, so that a random model's completions score differently
 within a group and GRPO steps move the weights.
 
-The variables are removed at once, so the processes this one starts (reward helpers) are not affected.
+R1_KILL_AT is removed at once, so the processes this one starts (reward helpers, launched ranks) are not killed.
+R1_TEST_REWARD stays: the ranks a launched profile starts (hardware=cpu_zero3, tests/test_zero3.py) read the reward
+too, and in any other process registering it is harmless.
 """
 import os
 import signal
 
 _spec = os.environ.pop("R1_KILL_AT", None)
 
-if os.environ.pop("R1_TEST_REWARD", None) == "1":
+if os.environ.get("R1_TEST_REWARD") == "1":
     from r1pipeline.rewards import register
 
     @register("test_length")
