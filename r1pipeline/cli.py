@@ -3,6 +3,7 @@ here or launch its processes), and `run_stage(cfg)`, the same for a config compo
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -59,8 +60,11 @@ def dry_run(cfg: DictConfig) -> dict:
     from r1pipeline.launcher import build_plan, describe, freeze, in_process_plan, needs_launch, write_scripts
     from r1pipeline.rundir import check_stage_dir
 
+    from r1pipeline.models import hub_cache_unchecked, is_hub_id
+
     hw = cfg.hardware
-    validate(cfg, devices=False)
+    with hub_cache_unchecked():
+        validate(cfg, devices=False)
     check_stage_dir(cfg)
     run_dir = Path(cfg.run.dir)
     plan = build_plan(cfg, run_dir) if needs_launch(hw) else in_process_plan(cfg, run_dir)
@@ -73,6 +77,9 @@ def dry_run(cfg: DictConfig) -> dict:
         skipped.append("rollout=vllm's CUDA GPU")
     if hw.get("launcher") == "slurm":
         skipped.append("sbatch on PATH (submit from a Slurm login node)")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and is_hub_id(cfg.model.path):
+        skipped.append(f"whether {cfg.model.path} is in this machine's hub cache (HF_HUB_OFFLINE=1; the machine that "
+                       f"runs it downloads it or has it)")
     log.info("dry run: stage %s: the config is valid%s", cfg.stage.name,
              f"; skipped here: {'; '.join(skipped)}" if skipped else "")
     for line in memory_estimate(cfg):

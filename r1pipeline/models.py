@@ -10,6 +10,7 @@ the adapter config the trainers take and the merge of a trained adapter into its
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.metadata
 import importlib.util
 import logging
@@ -119,6 +120,26 @@ def resolve_model_path(path: str) -> str:
     return path
 
 
+# Whether a hub id must be in this machine's hub cache when HF_HUB_OFFLINE=1: off during a dry run, which checks a
+# config for the machine that will run it (r1pipeline/cli.py); that machine downloads the model or has it.
+_HUB_CACHE_CHECK = contextvars.ContextVar("hub_cache_check", default=True)
+
+
+@contextlib.contextmanager
+def hub_cache_unchecked():
+    token = _HUB_CACHE_CHECK.set(False)
+    try:
+        yield
+    finally:
+        _HUB_CACHE_CHECK.reset(token)
+
+
+def is_hub_id(path: str) -> bool:
+    """A `model.path` that names a hub repository: not embedded, not an existing or local-looking path."""
+    local_looking = path.startswith(("/", ".", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
+    return not path.startswith(EMBEDDED_PREFIX) and not local_looking and not Path(path).expanduser().exists()
+
+
 def check_model_path(path: str) -> None:
     """Fail early (before any loading) when `model.path` cannot possibly load."""
     if path.startswith(EMBEDDED_PREFIX):
@@ -131,7 +152,7 @@ def check_model_path(path: str) -> None:
         return
     if local_looking:
         raise ConfigError(f"model.path: local path {path} does not exist; fix the path or use a hub id like org/name")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and _HUB_CACHE_CHECK.get():
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(path, "config.json"), str):

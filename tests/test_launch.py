@@ -385,8 +385,7 @@ def test_dry_run_keeps_every_other_check(tmp_path, nothing_may_start):
 @pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has the GPUs")
 def test_dry_run_of_the_two_gpu_preset_on_a_machine_without_gpus(tmp_path):
     """The README's check before renting: the 2 x 4090 preset, composed and validated here, its files written."""
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}  # the Qwen model is fetched where it runs
-    env["PYTHONPATH"] = str(REPO)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}  # offline, as launch/env.sh runs it
     res = subprocess.run([sys.executable, "-m", "r1pipeline", "experiment=mini_r1_countdown", "run.dry_run=true"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     out = res.stdout + res.stderr
@@ -395,6 +394,7 @@ def test_dry_run_of_the_two_gpu_preset_on_a_machine_without_gpus(tmp_path):
     assert "hardware=2x4090: 2 process(es) on 1 machine(s) under `accelerate launch` (launch/accelerate/" \
            "zero3_offload.yaml: DeepSpeed ZeRO-3, parameters offloaded to cpu, optimizer state offloaded to cpu)" in out
     assert "skipped here: the CUDA device check (hardware=2x4090 needs 2 CUDA GPU(s) per machine" in out
+    assert "whether Qwen/Qwen2.5-3B-Instruct is in this machine's hub cache (HF_HUB_OFFLINE=1" in out
     assert f"nothing was started; to run it: bash {run_dir / 'launch.sh'}" in out
     frozen = yaml.safe_load((run_dir / FROZEN_CONFIG).read_text())
     assert frozen["stage"]["order"] == ["r1_zero", "eval"] and frozen["model"]["path"] == "Qwen/Qwen2.5-3B-Instruct"
