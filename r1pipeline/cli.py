@@ -11,6 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from r1pipeline import memory
 from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.stages import dispatch
@@ -28,6 +29,7 @@ def _only_hydra_files(d: Path) -> bool:
 def run_stage(cfg: DictConfig) -> dict:
     """Validate `cfg` (once, before anything loads), then run its stage in this process."""
     validate(cfg)
+    memory.report(cfg)  # GPU profiles: the per-device memory estimate, a warning when it exceeds the GPU
     return dispatch(cfg)
 
 
@@ -40,6 +42,7 @@ def launch_stage(cfg: DictConfig) -> dict:
     log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
     # Through Slurm the GPUs are on the nodes it allocates, not here: every worker checks them there.
     validate(cfg, devices=cfg.hardware.get("launcher") != "slurm")
+    memory.report(cfg)
     return launch(cfg, plan)
 
 
