@@ -104,6 +104,10 @@ def lora_params(model, model_cfg) -> int:
     lora = peft_config(model_cfg)
     if lora is None:
         return 0
+    import warnings
+
     from peft import get_peft_model
 
-    return get_peft_model(model, lora).get_nb_trainable_parameters()[0]
+    with warnings.catch_warnings():  # peft 0.21 reads transformers 5.23's deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, lora).get_nb_trainable_parameters()[0]

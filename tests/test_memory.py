@@ -281,12 +281,21 @@ def test_trl_chunk_sizes_the_lm_head_part_reads_are_still_there():
 # ---------------------------------------------------------------------------------------------- against a measurement
 @pytest.mark.slow
 def test_the_tiny_models_estimate_holds_against_a_measured_cpu_peak(embedded_model_dir):
-    """Two real GRPO steps of the tiny model (bench/memory_calibration.py, ~30 s): the estimated working set is within
-    the calibration's stated error (bench/results/memory_calibration.md) of the measured training peak."""
+    """Two real GRPO steps of the tiny model (bench/memory_calibration.py, ~30 s): the estimated training working set
+    is within the calibration's stated error (bench/results/memory_calibration.md: 0.94-1.12 over 12 settings, the
+    tiny model at 1.09-1.12), with room for allocator noise, of the measured one, and so is the whole peak."""
     res = subprocess.run([sys.executable, str(ROOT / "bench/memory_calibration.py"), "--one", "tiny_b4_c16"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     record = json.loads(res.stdout.strip().splitlines()[-1])
     assert record["completion_mean_length"] == [16.0, 16.0]  # the lengths the estimate assumes
-    assert 0.75 <= record["ratio_estimate_over_measured"] <= 1.35
+    assert 0.9 <= record["ratio_train"] <= 1.25 and 0.9 <= record["ratio_peak"] <= 1.25
+
+
+def test_a_fit_within_20_percent_of_the_gpu_is_called_tight():
+    from r1pipeline.memory.reporting import verdict
+
+    tutorial = est("experiment=r1_zero_tutorial", "hardware=1xgpu")  # 7B full fine-tuning on one 80 GB GPU
+    assert 0.8 * 80 < tutorial.peak.total <= 80 and verdict(tutorial) == "fits, tight (over 80% of it)"
+    assert verdict(est("experiment=r1_zero_tutorial", "hardware=8xh100")) == "fits"

@@ -12,8 +12,8 @@ Per device, in GB (2^30 bytes), for each stage (stage=pipeline: each stage of it
   per-device batch x (prompt + completion) tokens; with gradient checkpointing, one hidden state per layer plus one
   layer recomputed. Checked against measured peaks on CPU (bench/results/memory_calibration.md).
 - LM head (training): TRL 1.16 never materializes the [tokens, vocabulary] logits (GRPO and SFT score tokens through
-  its chunked log-prob head): one [<=4096 tokens, <=32768 vocabulary] tile (on CPU its torch path holds ~9 fp32
-  copies of it in the backward, measured), the head's fp32 gradient and the hidden states' fp32 gradient.
+  its chunked log-prob head): one [<=4096 tokens, <=32768 vocabulary] tile (on CPU its torch path: 9 fp32 copies
+  in the backward, counted from TRL's code; ~8 measured), the head's and the hidden states' fp32 gradients.
 - KV cache (rollout): GRPO's generation batch (per_device_train_batch_size x steps_per_generation rows), or a
   generating stage's generation.batch_size, over prompt + new tokens; under ZeRO-3 generation also gathers the whole
   model on each GPU (TRL's ds3_gather_for_generation). rollout=vllm: vLLM's share of the GPU instead.
@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 from dataclasses import dataclass, field
 
-log = logging.getLogger(__name__)
 GB = 2**30
 ASSUMED_PROMPT_TOKENS = 256   # R1-style prompts: the project's Countdown prompt is ~245 tokens (README "Performance")
 CUDA_CONTEXT_GB = 0.5         # a typical CUDA context + torch kernels per process; not measured here (no GPU)
 CPU_HEAD_TILE_COPIES = 9      # TRL's torch path of its chunked head (no Triton): the backward's fp32 tile temporaries
 NF4_BYTES = 4.127 / 8         # bitsandbytes NF4 with double quantization: 4 bits + ~0.127 bits of block scales
-GRPO_KINDS = {"grpo": "GRPO", "align": "GRPO", "sft": "SFT", "reward_model": "reward model"}
 
 
 @dataclass(frozen=True)
@@ -86,8 +83,11 @@ class Device:
     act_bytes: int          # activations: bf16 under autocast, else the model's dtype
     processes: int
     machines: int
-    zero: dict | None       # the profile's DeepSpeed block (launch/accelerate/*.yaml), None without DeepSpeed
     checkpointing: bool
+    zero_stage: int = 0     # DeepSpeed, from the profile's accelerate config (launch/accelerate/*.yaml); 0: none
+    offload_params: bool = False
+    offload_optimizer: bool = False
+    zero_init: bool = True
 
 
 def device(cfg) -> Device:
@@ -96,12 +96,16 @@ def device(cfg) -> Device:
     hw = cfg.hardware
     gpu = not hw.use_cpu
     dtype = {"float32": 4, "bfloat16": 2, "float16": 2}.get(cfg.model.dtype, 2 if gpu else 4)
-    zero = None
-    if needs_launch(hw):
-        settings = accelerate_settings(hw)[1]
-        zero = settings.get("deepspeed_config") if settings.get("distributed_type") == "DEEPSPEED" else None
-    return Device(gpu=gpu, weight_bytes=dtype, act_bytes=2 if hw.bf16 else dtype, processes=hw.num_processes,
-                  machines=hw.get("num_machines", 1), zero=zero, checkpointing=bool(hw.gradient_checkpointing))
+    dev = Device(gpu=gpu, weight_bytes=dtype, act_bytes=2 if hw.bf16 else dtype, processes=hw.num_processes,
+                 machines=hw.get("num_machines", 1), checkpointing=bool(hw.gradient_checkpointing))
+    settings = accelerate_settings(hw)[1] if needs_launch(hw) else {}
+    if settings.get("distributed_type") != "DEEPSPEED":
+        return dev
+    z = settings.get("deepspeed_config") or {}
+    return dataclasses.replace(dev, zero_stage=int(z.get("zero_stage", 0)),
+                               zero_init=bool(z.get("zero3_init_flag", True)),
+                               offload_params=z.get("offload_param_device", "none") not in (None, "none"),
+                               offload_optimizer=z.get("offload_optimizer_device", "none") not in (None, "none"))
 
 
 # ---------------------------------------------------------------------------------------------- model states
@@ -109,9 +113,8 @@ def model_states(shape, model_cfg, dev: Device) -> tuple[list[Part], float | Non
     """Weights, gradients and optimizer states per device, and DeepSpeed's host RAM per machine (None without)."""
     lora = shape.lora_params if model_cfg.lora.enabled else 0
     trainable = lora or shape.params
-    stage = int(dev.zero.get("zero_stage", 0)) if dev.zero else 0
-    if stage:
-        return zero_states(shape, trainable, bool(lora), dev, stage)
+    if dev.zero_stage:
+        return zero_states(shape, trainable, bool(lora), dev)
     wb = dev.weight_bytes
     if not lora:
         parts = [Part("weights", shape.params * wb / GB), Part("gradients", shape.params * wb / GB),
@@ -126,30 +129,29 @@ def model_states(shape, model_cfg, dev: Device) -> tuple[list[Part], float | Non
     return parts, None
 
 
-def zero_states(shape, trainable: int, lora: bool, dev: Device, stage: int) -> tuple[list[Part], float]:
-    """DeepSpeed's estimators for the trainable parameters; a frozen LoRA base is partitioned (ZeRO-3) or whole."""
-    z = dev.zero
-    per_node = dev.processes // dev.machines
-    offload_opt = z.get("offload_optimizer_device", "none") not in (None, "none")
-    offload_param = z.get("offload_param_device", "none") not in (None, "none")
+def zero_states(shape, trainable: int, lora: bool, dev: Device) -> tuple[list[Part], float]:
+    """DeepSpeed's estimators for the trainable parameters (ZeRO-1 has none of its own: ZeRO-2's, which partitions
+    gradients too, is the closest); a frozen LoRA base is partitioned (ZeRO-3) or whole."""
+    stage, per_node = dev.zero_stage, dev.processes // dev.machines
+    offload_param = dev.offload_params and stage == 3
     if stage == 3:
         from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
 
         host, gpu, _ = estimate_zero3_model_states_mem_needs(
             total_params=trainable, largest_layer_params=shape.largest_layer, num_gpus_per_node=per_node,
-            num_nodes=dev.machines, cpu_offload=offload_opt, cpu_offload_params=offload_param,
-            zero_init=bool(z.get("zero3_init_flag", True)))
+            num_nodes=dev.machines, cpu_offload=dev.offload_optimizer, cpu_offload_params=offload_param,
+            zero_init=dev.zero_init)
     else:
         from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
         host, gpu = estimate_zero2_model_states_mem_needs(total_params=trainable, num_gpus_per_node=per_node,
-                                                          num_nodes=dev.machines, cpu_offload=offload_opt)
-    offload = "+".join(n for n, on in (("params", offload_param and stage == 3), ("optimizer", offload_opt)) if on)
+                                                          num_nodes=dev.machines, cpu_offload=dev.offload_optimizer)
+    offload = "+".join(n for n, on in (("params", offload_param), ("optimizer", dev.offload_optimizer)) if on)
     details = ", ".join(([f"offload {offload}"] if offload else []) + (["LoRA adapter"] if lora else []))
     parts = [Part(f"model states, DeepSpeed ZeRO-{stage} estimator" + (f" ({details})" if details else ""), gpu / GB)]
     if lora:
         base = (shape.params - trainable) * dev.weight_bytes
-        if stage == 3 and offload_param:
+        if offload_param:
             host += base / dev.machines
         else:
             parts.append(Part("frozen base weights", base / (dev.processes if stage == 3 else 1) / GB))
@@ -159,9 +161,8 @@ def zero_states(shape, trainable: int, lora: bool, dev: Device, stage: int) -> t
 def reference_model(shape, dev: Device) -> Part:
     """A frozen copy of the policy for the KL term: sharded like the policy under ZeRO-3 (on CPU with param offload)."""
     size = shape.params * dev.weight_bytes
-    if dev.zero and int(dev.zero.get("zero_stage", 0)) == 3:
-        offloaded = dev.zero.get("offload_param_device", "none") not in (None, "none")
-        size = 0 if offloaded else size / dev.processes
+    if dev.zero_stage == 3:
+        size = 0 if dev.offload_params else size / dev.processes
     return Part("reference model (beta > 0)", size / GB, kind="reference")
 
 
@@ -204,12 +205,12 @@ def kv_cache(shape, rows: int, length: int, dev: Device) -> Part:
 
 
 def rollout_parts(cfg, shape, rows: int, length: int, dev: Device, gather: bool) -> list[Part]:
-    """Generation's working set: vLLM's reserved share, or the KV cache (plus the whole model, gathered under ZeRO-3)."""
+    """Generation's working set: vLLM's reserved share, or the KV cache (and the whole model, gathered by ZeRO-3)."""
     if cfg.rollout.engine == "vllm":
         return [Part(f"vLLM (rollout.gpu_memory_utilization={cfg.rollout.gpu_memory_utilization})",
                      cfg.rollout.gpu_memory_utilization * (cfg.hardware.get("gpu_memory_gb") or 0), kind="vllm")]
     parts = [kv_cache(shape, rows, length, dev)]
-    if gather and dev.zero and int(dev.zero.get("zero_stage", 0)) == 3:
+    if gather and dev.zero_stage == 3:
         parts.append(Part("whole model gathered for generation (ZeRO-3)", shape.params * dev.weight_bytes / GB,
                           "rollout", "gather"))
     return parts
@@ -266,7 +267,7 @@ def generate_stage(cfg, shape, dev: Device, prompt: int, name: str | None = None
     g = cfg.stage.generation
     parts = [] if cfg.rollout.engine == "vllm" else [Part("weights (inference)", shape.params * dev.weight_bytes / GB,
                                                                     kind="fixed")]
-    parts += rollout_parts(cfg, shape, g.batch_size, prompt + g.max_new_tokens, dataclasses.replace(dev, zero=None),
+    parts += rollout_parts(cfg, shape, g.batch_size, prompt + g.max_new_tokens, dataclasses.replace(dev, zero_stage=0),
                            gather=False)
     what = f"generation, {g.batch_size} rows x ({prompt} + {g.max_new_tokens}) tokens"
     return StageMemory(name or cfg.stage.name, "generate", what, parts)
