@@ -50,7 +50,7 @@ def model_config(model_cfg):
     here = path.startswith(EMBEDDED_PREFIX) or Path(path).expanduser().is_dir()
     if arch and not here:
         arch = dict(OmegaConf.to_container(arch, resolve=True))
-        return AutoConfig.for_model(arch.pop("model_type"), **arch, **overrides), f"model.architecture ({path})"
+        return AutoConfig.for_model(arch.pop("model_type"), **arch, **overrides), "model.architecture"
     try:
         return load_config(path, **overrides), path
     except OSError as exc:  # a hub id neither cached nor described

@@ -128,6 +128,12 @@ def test_lora_trains_only_the_adapter():
     assert "gradients" not in parts(lora) and part(lora, "LoRA adapter") < full["AdamW states (2 moments)"] / 10
     # the LoRA model's LM head is frozen: no fp32 head gradient
     assert part(lora, "LM head") < full["LM head (TRL chunked log-probs)"]
+    # QLoRA: the decoder's linear layers at ~4.1 bits, the embedding still bf16
+    qlora = est(*QWEN_1_5B, "hardware=1xgpu", "model.lora.enabled=true", "model.load_in_4bit=true")
+    s = shape(compose_cfg(QWEN_1_5B).model)
+    expected = (2 * (s.params - s.linear_params) + s.linear_params * 4.127 / 8) / GB
+    assert part(qlora, "frozen base weights (4-bit)") == pytest.approx(expected)
+    assert part(qlora, "frozen base weights (4-bit)") < part(lora, "frozen base weights") / 2
 
 
 def test_a_positive_beta_adds_a_reference_model_sharded_under_zero3_and_none_with_lora():
@@ -201,6 +207,15 @@ def test_over_budget_warns_once_naming_the_fields(caplog):
         assert field in warnings[0]
     assert "hardware.gpu_memory_gb=16" in warnings[0]
     assert "peak: r1_zero" in caplog.records[0].getMessage()  # the table came first
+
+
+def test_several_gpus_over_budget_are_pointed_at_the_offload_config(caplog):
+    cfg = compose_cfg([*QWEN_1_5B, "hardware=8xh100", "hardware.gpu_memory_gb=3"])
+    with caplog.at_level(logging.WARNING, logger="r1pipeline.memory"):
+        memory.report(cfg)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "hardware.accelerate_config=launch/accelerate/zero3_offload.yaml" in warning
+    assert "hardware=1xgpu_offload" not in warning and "hardware.gradient_checkpointing=true" not in warning
 
 
 def test_within_budget_logs_the_table_and_no_warning(caplog):

@@ -265,10 +265,9 @@ def sft_stage(cfg, shape, dev: Device, reward: bool = False) -> StageMemory:
 def generate_stage(cfg, shape, dev: Device, prompt: int, name: str | None = None) -> StageMemory:
     """A generating stage: the whole model in every process (no optimizer, no ZeRO) and its batch's KV cache."""
     g = cfg.stage.generation
-    parts = [] if cfg.rollout.engine == "vllm" else [Part("weights (inference)", shape.params * dev.weight_bytes / GB,
-                                                                    kind="fixed")]
-    parts += rollout_parts(cfg, shape, g.batch_size, prompt + g.max_new_tokens, dataclasses.replace(dev, zero_stage=0),
-                           gather=False)
+    weights = Part("weights (inference)", shape.params * dev.weight_bytes / GB, kind="fixed")
+    parts = [] if cfg.rollout.engine == "vllm" else [weights]  # vLLM holds its own copy within its share
+    parts += rollout_parts(cfg, shape, g.batch_size, prompt + g.max_new_tokens, dev, gather=False)
     what = f"generation, {g.batch_size} rows x ({prompt} + {g.max_new_tokens}) tokens"
     return StageMemory(name or cfg.stage.name, "generate", what, parts)
 
@@ -308,9 +307,9 @@ def estimate(cfg, prompt_tokens: int | None = None) -> Estimate:
         raise ValueError(f"hardware.gpu_memory_gb: {budget!r} must be the GB of one GPU (e.g. 80) or null")
     prompt = prompt_tokens or cfg.dataset.get("max_prompt_tokens")
     model = shape(cfg.model)
-    est = Estimate(cfg.hardware.name, budget, f"{cfg.model.name} ({model.params / 1e9:.2f}B params"
-                   + (f", LoRA {model.lora_params / 1e6:.1f}M)" if cfg.model.lora.enabled else ")"),
-                   prompt or ASSUMED_PROMPT_TOKENS, prompt is None)
+    lora = f", LoRA {model.lora_params / 1e6:.1f}M" if cfg.model.lora.enabled else ""
+    about = f"{cfg.model.name} ({model.params / 1e9:.2f}B params{lora}; shape from {model.source})"
+    est = Estimate(cfg.hardware.name, budget, about, prompt or ASSUMED_PROMPT_TOKENS, prompt is None)
     dev = device(cfg)
     names = list(cfg.stage.order) if cfg.stage.name == "pipeline" else [None]
     for name in names:

@@ -6,7 +6,7 @@ import logging
 import re
 from pathlib import Path
 
-from r1pipeline.memory.estimate import Estimate, Part, StageMemory, estimate
+from r1pipeline.memory.estimate import Estimate, Part, StageMemory, device, estimate
 
 log = logging.getLogger("r1pipeline.memory")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +35,10 @@ def levers(cfg, s: StageMemory, part: Part) -> list[str]:
             return [f"{at}trainer.per_device_train_batch_size", length]
         return [f"{at}generation.batch_size", f"{at}generation.max_new_tokens"]
     if part.kind == "states":
-        offloading = any("offload" in p.name for p in s.parts)
         offload = "hardware=1xgpu_offload" if cfg.hardware.num_processes == 1 else \
             "hardware.accelerate_config=launch/accelerate/zero3_offload.yaml"
-        return ([] if cfg.model.lora.enabled else ["model.lora.enabled=true"]) + ([] if offloading else [offload])
+        return ([] if cfg.model.lora.enabled else ["model.lora.enabled=true"]) + \
+            ([] if device(cfg).offload_optimizer else [offload])
     return {"reference": [f"{at}trainer.beta=0"], "gather": [f"{at}trainer.ds3_gather_for_generation=false"],
             "vllm": ["rollout.gpu_memory_utilization"]}.get(part.kind, [])
 
@@ -46,9 +46,8 @@ def levers(cfg, s: StageMemory, part: Part) -> list[str]:
 def advice(cfg, est: Estimate) -> str:
     """One line: how far over the budget the largest stage is, its largest parts, and the fields to change."""
     s = est.peak
-    live = [p for p in s.parts if p.phase in ("always", "training" if s.phase("training") >= s.phase("rollout")
-                                                          else "rollout")]
-    live.sort(key=lambda p: -p.gb)
+    working = "training" if s.phase("training") >= s.phase("rollout") else "rollout"
+    live = sorted((p for p in s.parts if p.phase in ("always", working)), key=lambda p: -p.gb)
     fields = list(dict.fromkeys(f for p in live for f in levers(cfg, s, p)))
     biggest = ", ".join(f"{p.name} {p.gb:.1f}" for p in live[:3])
     return (f"memory: stage {s.stage} needs ~{s.total:.1f} GB per GPU (estimated; {biggest}), more than "
