@@ -12,6 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from r1pipeline import memory
 from r1pipeline.config import validate
 from r1pipeline.errors import ConfigError
 from r1pipeline.stages import dispatch
@@ -29,6 +30,7 @@ def _only_hydra_files(d: Path) -> bool:
 def run_stage(cfg: DictConfig) -> dict:
     """Validate `cfg` (once, before anything loads), then run its stage in this process."""
     validate(cfg)
+    memory.report(cfg)  # GPU profiles: the per-device memory estimate, a warning when it exceeds the GPU
     return dispatch(cfg)
 
 
@@ -41,13 +43,8 @@ def launch_stage(cfg: DictConfig) -> dict:
     log.info("hardware=%s: launch plan: %s", cfg.hardware.name, plan.command_line())
     # Through Slurm the GPUs are on the nodes it allocates, not here: every worker checks them there.
     validate(cfg, devices=cfg.hardware.get("launcher") != "slurm")
+    memory.report(cfg)
     return launch(cfg, plan)
-
-
-def memory_estimate(cfg: DictConfig) -> list[str]:
-    """Lines the dry run prints about the memory each device will need. The estimate (r1pipeline/memory.py, with a
-    `memory` field of the GPU hardware profiles) is being written separately; this is its one call site."""
-    return []
 
 
 def dry_run(cfg: DictConfig) -> dict:
@@ -82,8 +79,7 @@ def dry_run(cfg: DictConfig) -> dict:
                        f"runs it downloads it or has it)")
     log.info("dry run: stage %s: the config is valid%s", cfg.stage.name,
              f"; skipped here: {'; '.join(skipped)}" if skipped else "")
-    for line in memory_estimate(cfg):
-        log.info("dry run: %s", line)
+    memory.report(cfg)  # GPU profiles: the per-device estimate (a warning when over the GPU's memory)
     log.info("dry run: wrote %s", ", ".join(str(f) for f in files))
     log.info("dry run: command: %s", plan.command_line())
     launch_sh = files[1]

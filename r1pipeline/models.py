@@ -120,6 +120,21 @@ def resolve_model_path(path: str) -> str:
     return path
 
 
+def load_config(path: str, **overrides):
+    """The transformers config of `model.path` (with `overrides`, as `load_model` applies them), no weights: the
+    materialized checkpoint's config.json, or before the first materialization the embedded GGUF's header (~6 s)."""
+    from transformers import AutoConfig
+
+    if not path.startswith(EMBEDDED_PREFIX):
+        return AutoConfig.from_pretrained(path, **overrides)  # a checkpoint directory, or the hub (cache)
+    name = path[len(EMBEDDED_PREFIX):]
+    target = cache_root() / "embedded" / name
+    if (target / "config.json").is_file():
+        return AutoConfig.from_pretrained(target, **overrides)
+    gguf = _gguf_file(name)
+    return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name, **overrides)
+
+
 # Whether a hub id must be in this machine's hub cache when HF_HUB_OFFLINE=1: off during a dry run, which checks a
 # config for the machine that will run it (r1pipeline/cli.py); that machine downloads the model or has it.
 _HUB_CACHE_CHECK = contextvars.ContextVar("hub_cache_check", default=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -395,6 +396,8 @@ def test_dry_run_of_the_two_gpu_preset_on_a_machine_without_gpus(tmp_path):
            "zero3_offload.yaml: DeepSpeed ZeRO-3, parameters offloaded to cpu, optimizer state offloaded to cpu)" in out
     assert "skipped here: the CUDA device check (hardware=2x4090 needs 2 CUDA GPU(s) per machine" in out
     assert "whether Qwen/Qwen2.5-3B-Instruct is in this machine's hub cache (HF_HUB_OFFLINE=1" in out
+    assert "memory estimate per GPU, hardware=2x4090 (24 GB): model qwen2.5_3b_instruct" in out  # will it fit?
+    assert re.search(r"peak: r1_zero, [\d.]+ GB of 24 GB: (fits|tight)", out), out[-3000:]
     assert f"nothing was started; to run it: bash {run_dir / 'launch.sh'}" in out
     frozen = yaml.safe_load((run_dir / FROZEN_CONFIG).read_text())
     assert frozen["stage"]["order"] == ["r1_zero", "eval"] and frozen["model"]["path"] == "Qwen/Qwen2.5-3B-Instruct"
