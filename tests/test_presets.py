@@ -1,12 +1,12 @@
 """Every experiment preset runs: one step of each of its stages on CPU with the tiny random model, the preset file
-used as shipped and its shapes kept: the per-device batches, gradient accumulation, group sizes, completion lengths,
-KL coefficient, LoRA and learning rates of its seed's run (tests/test_preset_seeds.py holds them) run here as they
+used as shipped and its shapes kept: the per-device batches, gradient accumulation, group sizes, KL coefficient,
+LoRA and learning rates of its seed's run (tests/test_preset_seeds.py holds them with the lengths) run here as they
 are. What is overridden is only what a CPU cannot hold or a random model cannot do: the tiny model for the seeds'
 Qwen models, `hardware=cpu` for their GPUs, local copies of their hub data (tests/hub_copies.py, in the hub schema),
-one step per training stage, short generations in the stages that sample for data or scores, and a check the
-random model can pass (tag_count's credit for the prefilled <think>, as experiment=pipeline_smoke does) where a
-stage keeps only verified samples. What each test checks is what a user of the preset would: the stages of its
-recipe ran with the preset's own choices (reward mix, LoRA, dataset, order) and handed a model on that reloads."""
+one step per training stage, 32-token completions (a random model never stops early), short generations in the
+stages that sample for data or scores, and every sample kept where a stage keeps only verified ones. What each test
+checks is what a user of the preset would: the stages of its recipe ran with the preset's own choices (reward mix,
+LoRA, dataset, order) and handed a model on that reloads."""
 from __future__ import annotations
 
 import json
@@ -25,9 +25,12 @@ PRESETS = ["r1_zero_tutorial", "r1_step_by_step", "r1_full", "grpo_gsm8k", "mini
 COMMON = ["model=tiny_random", "hardware=cpu", "tracking=none"]
 
 
-def one_step(prefix: str) -> list[str]:
-    """One optimizer step of a training stage, at the preset's own batch shape."""
-    return [f"{prefix}trainer.max_steps=1"]
+def one_step(prefix: str, completions: bool = False) -> list[str]:
+    """One optimizer step of a training stage at the preset's own batch shape (per-device batch, accumulation, group
+    size: TRL checks them as it builds the trainer); a GRPO stage's completions cut to 32 tokens, since the random
+    model never stops early and the length adds minutes, not coverage (tests/test_preset_seeds.py holds the real
+    lengths)."""
+    return [f"{prefix}trainer.max_steps=1", *([f"{prefix}trainer.max_completion_length=32"] if completions else [])]
 
 
 def generating(prefix: str) -> list[str]:
@@ -52,23 +55,24 @@ def overrides(name: str, tmp_path) -> list[str]:
     local = lambda dataset: f"dataset.path={write_local_copy(tmp_path / dataset, dataset)}"  # noqa: E731
     stratos = ["stage.cold_start.load.source=local",
                f"stage.cold_start.load.path={write_stratos_copy(tmp_path / 'stratos.jsonl')}"]
+    grpo = lambda prefix: one_step(prefix, completions=True)  # noqa: E731
     if name == "r1_zero_tutorial":
-        return [local("numina_math_tir"), *one_step("stage."), *held_out("stage.")]
+        return [local("numina_math_tir"), *grpo("stage."), *held_out("stage.")]
     if name == "grpo_gsm8k":  # its held-out eval during training, at the one step: 2 prompts x 4 completions
-        return [local("gsm8k"), *one_step("stage.r1_zero."), "stage.r1_zero.trainer.eval_steps=1",
+        return [local("gsm8k"), *grpo("stage.r1_zero."), "stage.r1_zero.trainer.eval_steps=1",
                 "stage.r1_zero.eval_prompts=2", *evaluating("stage.eval.")]
     if name == "mini_r1_countdown":
-        return [local("countdown_tasks_3to4"), *one_step("stage.r1_zero."), *evaluating("stage.eval.")]
+        return [local("countdown_tasks_3to4"), *grpo("stage.r1_zero."), *evaluating("stage.eval.")]
     if name == "r1_step_by_step":
-        return [local("numina_math_tir"), *one_step("stage.r1_zero."), *stratos, *one_step("stage.sft1."),
+        return [local("numina_math_tir"), *grpo("stage.r1_zero."), *stratos, *one_step("stage.sft1."),
                 *evaluating("stage.eval.")]
     if name == "r1_full":
-        return [local("numina_math_tir"), *one_step("stage.r1_zero."), *held_out("stage.r1_zero."), *stratos,
-                *one_step("stage.sft1."), *one_step("stage.reasoning_rl."), *held_out("stage.reasoning_rl."),
+        return [local("numina_math_tir"), *grpo("stage.r1_zero."), *held_out("stage.r1_zero."), *stratos,
+                *one_step("stage.sft1."), *grpo("stage.reasoning_rl."), *held_out("stage.reasoning_rl."),
                 *generating("stage.rejection_sampling."), "stage.rejection_sampling.filters.min_score=0",
                 "stage.rejection_sampling.filters.mixed_language=false", *one_step("stage.sft2."),
                 "stage.reward_model.preferences.source=builtin", "stage.reward_model.preferences.size=8",
-                *one_step("stage.reward_model."), *one_step("stage.align."), *held_out("stage.align."),
+                *one_step("stage.reward_model."), *grpo("stage.align."), *held_out("stage.align."),
                 "stage.align.general.size=2", *generating("stage.distill."), "stage.distill.min_score=0",
                 *one_step("stage.distill."), "model@stage.distill.student=tiny_random", *evaluating("stage.eval.")]
     raise KeyError(name)
