@@ -34,6 +34,7 @@ PARAMS = {
     "format": {"require_nonempty": False},
     "tag_count": {},
     "reasoning_steps": {"min_steps": 2},
+    "arithmetic_steps": {},
     "repetition_penalty": {"ngram_size": 2, "max_penalty": -0.5},
     "overlong": {"max_completion_length": 64, "buffer_length": 16},
     "reasoning_gym": {},

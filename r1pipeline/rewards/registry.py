@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 REWARDS: dict[str, type] = {}
 RESERVED = ("audit",)  # mix keys that are not rewards: `audit: false` skips the pre-training reward-hacking audit
 # Modules whose import registers rewards: each is named after its reward (language.py: language_consistency).
-_MODULES = ("accuracy", "code", "correct", "cosine", "countdown", "format", "judge", "language", "overlong",
+_MODULES = ("accuracy", "arithmetic_steps", "code", "correct", "cosine", "countdown", "format", "judge", "language", "overlong",
             "reasoning_gym", "reasoning_steps", "repetition_penalty", "reward_model", "tag_count")
 
 
